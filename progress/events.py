@@ -1,0 +1,221 @@
+"""The event contract: what producers send this service and what it publishes.
+
+Consumed events accept snake_case or the seed's own names (``user_id`` or ``UserID``).
+Every consumed event has an ``event_id``; when a producer leaves it out, it is derived from
+the event's content, so the same event sent twice has the same id.
+Published events are snake_case and carry a deterministic ``event_id``: a replay publishes
+the same id again, and consumers drop what they have seen (docs/events.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter, model_validator
+
+from progress.schema import Id, InputModel, OutputModel, content_hash, stable_id
+from progress.structure import CourseStructure
+
+# --------------------------------------------------------------------------- consumed
+
+
+class ConsumedEvent(InputModel):
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _derive_event_id(self) -> Self:
+        if self.event_id is None:
+            content = self.model_dump(mode="json", exclude={"event_id"})
+            object.__setattr__(self, "event_id", content_hash(content))
+        return self
+
+    @property
+    def event_time(self) -> datetime:
+        raise NotImplementedError
+
+
+class UserEnrolled(ConsumedEvent):
+    """From the Course Service, on ``lms.enrollments`` keyed by user_id."""
+
+    type: Literal["UserEnrolled"] = "UserEnrolled"
+    id: Id  # the enrollment id
+    course_id: Id
+    user_id: Id
+    enrolled_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.enrolled_at
+
+
+class CourseUpdated(ConsumedEvent):
+    """From the Course Service, on ``lms.course-updates`` keyed by course id (compacted).
+
+    ``modules`` is this service's extension: the course structure. An update without it
+    changes the title only and keeps the structure already known.
+    """
+
+    type: Literal["CourseUpdated"] = "CourseUpdated"
+    id: Id  # the course id
+    title: str = ""
+    updated_at: AwareDatetime
+    modules: CourseStructure | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrap_modules(cls, data: Any) -> Any:
+        # Producers send "modules": [...]; the structure model validates the list as a whole.
+        if isinstance(data, dict):
+            for name in ("modules", "Modules"):
+                if isinstance(data.get(name), list):
+                    data = {**data, name: {"modules": data[name]}}
+        return data
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
+
+
+class LessonEvent(ConsumedEvent):
+    user_id: Id
+    course_id: Id
+    module_id: Id
+    lesson_id: Id
+
+
+class LessonStarted(LessonEvent):
+    type: Literal["LessonStarted"]
+    started_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.started_at
+
+
+class LessonProgressed(LessonEvent):
+    """Progress inside a lesson; ``time_spent`` is the total so far, not an increment,
+    so a duplicated or reordered event cannot inflate it."""
+
+    type: Literal["LessonProgressed"]
+    occurred_at: AwareDatetime
+    position: int = Field(default=0, ge=0)
+    time_spent: int = Field(default=0, ge=0)
+    percent_complete: float = Field(default=0.0, ge=0, le=100)
+
+    @property
+    def event_time(self) -> datetime:
+        return self.occurred_at
+
+
+class LessonCompleted(LessonEvent):
+    """The seed's LessonCompleted. ``type`` may be omitted on this one for seed producers."""
+
+    type: Literal["LessonCompleted"] = "LessonCompleted"
+    completed_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.completed_at
+
+
+def _lesson_event_type(data: Any) -> str:
+    if isinstance(data, dict):
+        # Seed producers send LessonCompleted without a type: that is what it defaults to.
+        return str(data.get("type") or data.get("Type") or "LessonCompleted")
+    return str(getattr(data, "type", ""))
+
+
+LessonActivity = Annotated[
+    Annotated[LessonStarted, Tag("LessonStarted")]
+    | Annotated[LessonProgressed, Tag("LessonProgressed")]
+    | Annotated[LessonCompleted, Tag("LessonCompleted")],
+    Discriminator(
+        _lesson_event_type,
+        custom_error_type="unknown_event_type",
+        custom_error_message=(
+            "unknown lesson event type: expected LessonStarted, LessonProgressed or LessonCompleted"
+        ),
+    ),
+]
+lesson_activity_adapter: TypeAdapter[LessonStarted | LessonProgressed | LessonCompleted] = (
+    TypeAdapter(LessonActivity)
+)
+
+
+# --------------------------------------------------------------------------- published
+
+
+class PublishedEvent(OutputModel):
+    event_id: str
+
+
+class ProgressUpdated(PublishedEvent):
+    """A learner's progress in a course changed. ``percent_complete`` is the course's;
+    module_id and lesson_id name the item that changed it ("" for a structure change)."""
+
+    user_id: str
+    course_id: str
+    module_id: str
+    lesson_id: str
+    percent_complete: float
+    status: str
+    updated_at: datetime
+
+    @staticmethod
+    def id_for(user_id: str, course_id: str, version: int) -> str:
+        return stable_id("ProgressUpdated", user_id, course_id, str(version))
+
+
+class CourseCompleted(PublishedEvent):
+    user_id: str
+    course_id: str
+    completed_at: datetime
+
+    @staticmethod
+    def id_for(user_id: str, course_id: str) -> str:
+        return stable_id("CourseCompleted", user_id, course_id)
+
+
+class QuizCompleted(PublishedEvent):
+    user_id: str
+    course_id: str
+    quiz_id: str
+    score: float
+    passed: bool
+    completed_at: datetime
+
+
+class AssignmentSubmitted(PublishedEvent):
+    user_id: str
+    course_id: str
+    assignment_id: str
+    submitted_at: datetime
+
+
+class AchievementEarned(PublishedEvent):
+    user_id: str
+    achievement_id: str
+    achievement_name: str
+    earned_at: datetime
+
+
+class CompetencyAcquired(PublishedEvent):
+    user_id: str
+    competency_id: str
+    competency_name: str
+    level: int
+    acquired_at: datetime
+
+
+class DeadLetter(OutputModel):
+    """A message that could not be processed, with everything needed to fix and re-drive it."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None  # utf-8 text of the key, or None
+    value: str  # the original bytes, base64
+    reason: str
+    error_type: str
+    failed_at: datetime

@@ -1,0 +1,247 @@
+"""The seed's 13 data models, as the rows this service derives and stores.
+
+Field names are the seed's in snake_case; one PostgreSQL table per model (sinks/migrations).
+Times are event time, not wall-clock time, so replaying the same events derives identical
+rows; a time the seed gives as a Go zero value is ``None`` here until it happened.
+Per-learner rows carry ``version``: the learner's state version that derived them. The sink
+never lets a row of a lower version overwrite a higher one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from progress.schema import OutputModel
+
+ProgressStatus = Literal["not-started", "in-progress", "completed"]
+
+
+class Row(OutputModel):
+    """A row of one table, keyed by ``id`` (deterministic: see ``schema.stable_id``)."""
+
+    table: ClassVar[str]
+    id: str
+
+
+class VersionedRow(Row):
+    user_id: str
+    version: int
+
+
+class UserProgress(VersionedRow):
+    table: ClassVar[str] = "user_progress"
+    total_courses: int
+    completed_courses: int
+    in_progress_courses: int
+    total_lessons: int
+    completed_lessons: int
+    total_quizzes: int
+    completed_quizzes: int
+    total_assignments: int
+    completed_assignments: int
+    total_points: int
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CourseProgress(VersionedRow):
+    table: ClassVar[str] = "course_progress"
+    course_id: str
+    enrollment_id: str
+    status: ProgressStatus
+    percent_complete: float
+    total_modules: int
+    completed_modules: int
+    total_lessons: int
+    completed_lessons: int
+    total_quizzes: int
+    completed_quizzes: int
+    total_assignments: int
+    completed_assignments: int
+    total_points: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModuleProgress(VersionedRow):
+    table: ClassVar[str] = "module_progress"
+    course_id: str
+    module_id: str
+    status: ProgressStatus
+    percent_complete: float
+    total_lessons: int
+    completed_lessons: int
+    total_quizzes: int
+    completed_quizzes: int
+    total_assignments: int
+    completed_assignments: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class LessonProgress(VersionedRow):
+    table: ClassVar[str] = "lesson_progress"
+    course_id: str
+    module_id: str
+    lesson_id: str
+    status: ProgressStatus
+    percent_complete: float
+    time_spent: int
+    last_position: int
+    completion_criteria: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class QuizAttempt(VersionedRow):
+    table: ClassVar[str] = "quiz_attempts"
+    course_id: str
+    module_id: str
+    lesson_id: str
+    quiz_id: str
+    status: Literal["in-progress", "completed", "abandoned"]
+    score: float
+    total_questions: int
+    correct_answers: int
+    incorrect_answers: int
+    unanswered_questions: int
+    time_spent: int
+    passed: bool
+    attempt_number: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class QuizQuestionResponse(VersionedRow):
+    table: ClassVar[str] = "quiz_question_responses"
+    quiz_attempt_id: str
+    question_id: str
+    selected_options: list[str]
+    text_response: str
+    correct: bool
+    score: float
+    time_spent: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssignmentSubmission(VersionedRow):
+    table: ClassVar[str] = "assignment_submissions"
+    course_id: str
+    module_id: str
+    lesson_id: str
+    assignment_id: str
+    status: Literal["draft", "submitted", "graded"]
+    submission_type: Literal["text", "file", "link"]
+    text_content: str
+    file_url: str
+    link_url: str
+    score: float | None
+    max_score: float
+    feedback: str
+    graded_by: str
+    submitted_at: datetime | None
+    graded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class LearningPathProgress(VersionedRow):
+    table: ClassVar[str] = "learning_path_progress"
+    learning_path_id: str
+    status: ProgressStatus
+    percent_complete: float
+    total_courses: int
+    completed_courses: int
+    current_course_id: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Competency(Row):
+    """Catalog entry: not per learner, versioned by its own ``updated_at``."""
+
+    table: ClassVar[str] = "competencies"
+    name: str
+    description: str
+    category: str
+    level: Literal["beginner", "intermediate", "advanced"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CompetencyEvidence(VersionedRow):
+    table: ClassVar[str] = "competency_evidence"
+    user_competency_id: str
+    type: Literal["course", "quiz", "assignment", "external"]
+    reference_id: str
+    description: str
+    url: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserCompetency(VersionedRow):
+    table: ClassVar[str] = "user_competencies"
+    competency_id: str
+    level: int
+    status: Literal["not-started", "in-progress", "mastered"]
+    evidence: list[CompetencyEvidence]
+    acquired_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Achievement(Row):
+    """Catalog entry: not per learner, versioned by its own ``updated_at``."""
+
+    table: ClassVar[str] = "achievements"
+    name: str
+    description: str
+    image_url: str
+    criteria: str
+    points: int
+    category: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserAchievement(VersionedRow):
+    table: ClassVar[str] = "user_achievements"
+    achievement_id: str
+    earned_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+ALL_ROW_MODELS: tuple[type[Row], ...] = (
+    UserProgress,
+    CourseProgress,
+    ModuleProgress,
+    LessonProgress,
+    QuizAttempt,
+    QuizQuestionResponse,
+    AssignmentSubmission,
+    LearningPathProgress,
+    Competency,
+    UserCompetency,
+    CompetencyEvidence,
+    Achievement,
+    UserAchievement,
+)

@@ -1,0 +1,62 @@
+"""Building blocks shared by every event and model: field naming, ids, deterministic hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, StringConstraints
+
+
+def seed_name(field: str) -> str:
+    """The seed document's spelling of a snake_case field: ``user_id`` -> ``UserID``."""
+    return "".join("ID" if part == "id" else part.capitalize() for part in field.split("_"))
+
+
+def _accept_both_spellings(field: str) -> AliasChoices:
+    return AliasChoices(field, seed_name(field))
+
+
+class InputModel(BaseModel):
+    """An event from a producer: snake_case or the seed's PascalCase, unknown fields ignored.
+
+    Unknown fields are ignored rather than refused so that producers can add fields
+    before this service knows them, as schema evolution on a shared topic requires.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=_accept_both_spellings),
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+class OutputModel(BaseModel):
+    """A record this service writes: snake_case, exact, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Ids as LMSs spell them: Open edX uses "course-v1:Org+Course+Run", others UUIDs or slugs.
+# No slash and no white space, so an id is always one URL path segment.
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+@-]*$"),
+]
+
+_NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4b59-9a57-2f1e4c0d8e11")
+
+
+def stable_id(*parts: str) -> str:
+    """A UUID derived from its parts, so a replay gives every row and event the same id."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    """A hex digest of a JSON-able dict that does not depend on key order."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -1,0 +1,81 @@
+"""Course structure: what a course is made of, which totals and percentages are counted against.
+
+The seed's CourseUpdated carries only id, title and time; this service extends it with the
+structure (modules, each with lessons, quizzes and assignments) because no percentage can be
+exact without totals. Items carry the points they are worth (see ``rollup.points_for``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from progress.schema import Id, InputModel
+
+DEFAULT_LESSON_POINTS = 10
+DEFAULT_QUIZ_POINTS = 20
+DEFAULT_ASSIGNMENT_POINTS = 30
+
+
+class LessonDef(InputModel):
+    id: Id
+    title: str = ""
+    points: int = Field(default=DEFAULT_LESSON_POINTS, ge=0)
+    # Recorded on LessonProgress; a lesson is complete when a LessonCompleted arrives.
+    completion_criteria: str = "completion-event"
+
+
+class QuizDef(InputModel):
+    id: Id
+    title: str = ""
+    points: int = Field(default=DEFAULT_QUIZ_POINTS, ge=0)
+    pass_mark: float = Field(default=50.0, ge=0, le=100)
+    completion: Literal["passed", "submitted"] = "passed"
+
+
+class AssignmentDef(InputModel):
+    id: Id
+    title: str = ""
+    points: int = Field(default=DEFAULT_ASSIGNMENT_POINTS, ge=0)
+    max_score: float = Field(default=100.0, gt=0)
+    completion: Literal["submitted", "graded"] = "submitted"
+
+
+class ModuleDef(InputModel):
+    id: Id
+    title: str = ""
+    lessons: tuple[LessonDef, ...] = ()
+    quizzes: tuple[QuizDef, ...] = ()
+    assignments: tuple[AssignmentDef, ...] = ()
+
+    @property
+    def item_count(self) -> int:
+        return len(self.lessons) + len(self.quizzes) + len(self.assignments)
+
+
+class CourseStructure(InputModel):
+    modules: tuple[ModuleDef, ...] = ()
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> Self:
+        seen: set[str] = set()
+        for kind, ids in (
+            ("module", [m.id for m in self.modules]),
+            ("lesson", [x.id for m in self.modules for x in m.lessons]),
+            ("quiz", [x.id for m in self.modules for x in m.quizzes]),
+            ("assignment", [x.id for m in self.modules for x in m.assignments]),
+        ):
+            seen.clear()
+            for item_id in ids:
+                if item_id in seen:
+                    raise ValueError(f"{kind} id {item_id!r} appears twice in the course structure")
+                seen.add(item_id)
+        return self
+
+    def lesson_module(self, lesson_id: str) -> str | None:
+        """The module a lesson belongs to in this structure, or None if it is not part of it."""
+        for module in self.modules:
+            if any(lesson.id == lesson_id for lesson in module.lessons):
+                return module.id
+        return None

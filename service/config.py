@@ -1,0 +1,93 @@
+"""Every setting of every process, read from environment variables, in one place.
+
+Each field's environment variable is its name in upper case (``KAFKA_BOOTSTRAP``, ...).
+The defaults match the local stack that ``scripts/stack.sh up`` starts; docs/operations.md
+lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseModel):
+    """Kafka topic names, all under one optional prefix so test runs can share a broker."""
+
+    prefix: str = ""
+
+    def _name(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    # Consumed: input topics keyed by user_id (course updates keyed by course_id, compacted).
+    @property
+    def enrollments(self) -> str:
+        return self._name("lms.enrollments")
+
+    @property
+    def lesson_activity(self) -> str:
+        return self._name("lms.lesson-activity")
+
+    @property
+    def course_updates(self) -> str:
+        return self._name("lms.course-updates")
+
+    # Internal: course structure fanned out to every partition of the user-keyed stream.
+    @property
+    def course_broadcast(self) -> str:
+        return self._name("progress.course-broadcast")
+
+    # Published.
+    @property
+    def progress_updated(self) -> str:
+        return self._name("progress.progress-updated")
+
+    @property
+    def course_completed(self) -> str:
+        return self._name("progress.course-completed")
+
+    @property
+    def snapshots(self) -> str:
+        return self._name("progress.snapshots")
+
+    @property
+    def dead_letter(self) -> str:
+        return self._name("progress.dead-letter")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://progress:progress@127.0.0.1:5432/progress"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    topic_prefix: str = ""
+    # Partitions of every user-keyed topic: the most workers that can share the load.
+    topic_partitions: int = Field(default=8, ge=1)
+
+    # Faust worker.
+    worker_app_id: str = "lms-progress"
+    worker_store: str = "rocksdb://"
+    worker_data_dir: Path = Path("var/worker")
+    worker_web_port: int = 6066
+
+    # Snapshot sink.
+    sink_group_id: str = "lms-progress-sink"
+    sink_batch_max_records: int = Field(default=2000, ge=1)
+    sink_batch_timeout_ms: int = Field(default=100, ge=1)
+    sink_retry_max_seconds: float = Field(default=10.0, gt=0)
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+
+    log_level: str = "INFO"
+
+    @cached_property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix)

@@ -1,0 +1,48 @@
+"""Creating the topics the pipeline uses, with the partitioning and retention it relies on."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    t = settings.topics
+    n = settings.topic_partitions
+    compacted = {"cleanup.policy": "compact"}
+    return [
+        # Every user-keyed topic has the same partition count: a learner's events, table
+        # changelogs and course broadcasts must meet on the same partition number.
+        NewTopic(t.enrollments, n, 1),
+        NewTopic(t.lesson_activity, n, 1),
+        NewTopic(t.course_broadcast, n, 1),
+        # The latest structure of every course stays readable forever.
+        NewTopic(t.course_updates, n, 1, topic_configs=compacted),
+        NewTopic(t.progress_updated, n, 1),
+        NewTopic(t.course_completed, n, 1),
+        NewTopic(t.snapshots, n, 1),
+        NewTopic(t.dead_letter, n, 1),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the missing topics; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if missing:
+            # Another process may have created them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(s.name for s in missing))
+    finally:
+        await admin.close()
