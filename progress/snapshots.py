@@ -7,6 +7,10 @@ PostgreSQL never shows half of an event's effect.
 
 from __future__ import annotations
 
+from typing import Self
+
+from pydantic import model_validator
+
 from progress.models import (
     AssignmentSubmission,
     CourseProgress,
@@ -19,6 +23,7 @@ from progress.models import (
     UserAchievement,
     UserCompetency,
     UserProgress,
+    VersionedRow,
 )
 from progress.schema import OutputModel
 
@@ -26,7 +31,8 @@ from progress.schema import OutputModel
 class Snapshot(OutputModel):
     user_id: str
     version: int
-    user_progress: UserProgress | None = None
+    # Always present: its version is the learner's, which the API's cache is keyed on.
+    user_progress: UserProgress
     course_progress: tuple[CourseProgress, ...] = ()
     module_progress: tuple[ModuleProgress, ...] = ()
     lesson_progress: tuple[LessonProgress, ...] = ()
@@ -37,10 +43,23 @@ class Snapshot(OutputModel):
     user_competencies: tuple[UserCompetency, ...] = ()
     user_achievements: tuple[UserAchievement, ...] = ()
 
+    @model_validator(mode="after")
+    def _rows_are_the_learners(self) -> Self:
+        for row in self.rows():
+            if isinstance(row, VersionedRow) and (row.user_id, row.version) != (
+                self.user_id,
+                self.version,
+            ):
+                raise ValueError(
+                    f"{row.table} row {row.id} is for {row.user_id}@{row.version}, "
+                    f"not {self.user_id}@{self.version}"
+                )
+        return self
+
     def rows(self) -> list[Row]:
         """Every row in the snapshot, user_progress first; evidence travels inside its
         UserCompetency and is listed after it."""
-        out: list[Row] = [self.user_progress] if self.user_progress else []
+        out: list[Row] = [self.user_progress]
         for group in (
             self.course_progress,
             self.module_progress,

@@ -7,7 +7,6 @@ lists them all.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -88,6 +87,6 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @cached_property
+    @property
     def topics(self) -> Topics:
         return Topics(prefix=self.topic_prefix)

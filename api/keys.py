@@ -1,0 +1,15 @@
+"""Typed keys for what the app holds: its settings and the clients built in cleanup_ctx."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from service.config import Settings
+from sinks.cache import ProgressCache
+
+SETTINGS = web.AppKey("settings", Settings)
+PG_POOL = web.AppKey("pg_pool", AsyncConnectionPool)
+REDIS = web.AppKey("redis", Redis)
+CACHE = web.AppKey("cache", ProgressCache)

@@ -1,0 +1,137 @@
+"""The Redis cache contract, shared by the sink (which advances it) and the API (which fills it).
+
+One hash per learner, ``progress:user:{user_id}``. Its ``_version`` field is the learner
+version its other fields were read at; the other fields are cached JSON responses (names
+from ``Fields``). Two scripts keep the cache neither newer nor older than PostgreSQL:
+
+- ``advance``: after each PostgreSQL commit, the sink moves every touched learner's hash to
+  the committed version, dropping the fields of the older version, even if the hash was
+  missing, so that the version mark is there to refuse late fills.
+- ``fill``: after a cache miss, the API stores what it read from PostgreSQL together with the
+  version it read in the same transaction. Refused if the hash is already at a newer
+  version: an API reader that read before the sink's commit can never cache its answer over
+  the sink's advance.
+
+Versions travel as Lua numbers (doubles): exact up to 2**53.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+KEY_PREFIX = "progress:user:"
+VERSION_FIELD = "_version"
+
+# KEYS: learners' hashes; ARGV: one version per key, then the ttl. Returns how many advanced.
+_ADVANCE = """
+local ttl = ARGV[#ARGV]
+local advanced = 0
+for i, key in ipairs(KEYS) do
+  local cached = tonumber(redis.call('HGET', key, '_version'))
+  local version = tonumber(ARGV[i])
+  if not cached or cached < version then
+    redis.call('DEL', key)
+    redis.call('HSET', key, '_version', ARGV[i])
+    redis.call('EXPIRE', key, ttl)
+    advanced = advanced + 1
+  end
+end
+return advanced
+"""
+
+# KEYS[1]: the learner's hash; ARGV: version, field, payload, ttl. Returns 1 if stored.
+_FILL = """
+local cached = tonumber(redis.call('HGET', KEYS[1], '_version'))
+local version = tonumber(ARGV[1])
+if cached and cached > version then
+  return 0
+end
+if not cached or cached < version then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], '_version', ARGV[1])
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+def user_key(user_id: str) -> str:
+    return f"{KEY_PREFIX}{user_id}"
+
+
+class Fields:
+    """Names of the cached responses inside a learner's hash.
+
+    Ids may contain ":" (Open edX course keys) but never "/" (see ``progress.schema.Id``),
+    so "/" separates the parts and two different requests cannot share a field.
+    """
+
+    OVERVIEW = "overview"
+
+    @staticmethod
+    def courses(status: str | None, limit: int, offset: int) -> str:
+        return f"courses/{status or '*'}/{limit}/{offset}"
+
+    @staticmethod
+    def course(course_id: str) -> str:
+        return f"course/{course_id}"
+
+    @staticmethod
+    def module(course_id: str, module_id: str) -> str:
+        return f"module/{course_id}/{module_id}"
+
+    @staticmethod
+    def lesson(course_id: str, lesson_id: str) -> str:
+        return f"lesson/{course_id}/{lesson_id}"
+
+
+def redis_client(url: str) -> Redis:
+    """A client that fails fast: a cache that is down must not stall its caller.
+
+    One immediate retry covers a pooled connection that Redis closed; longer outages are the
+    caller's to handle (the sink backs off, the API answers from PostgreSQL).
+    """
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        retry=Retry(NoBackoff(), retries=1),
+    )
+
+
+class ProgressCache:
+    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._advance = redis.register_script(_ADVANCE)
+        self._fill = redis.register_script(_FILL)
+
+    async def advance(self, user_versions: Mapping[str, int]) -> int:
+        """Move each learner's hash to its committed version, in one atomic round trip.
+
+        Returns how many hashes were advanced (the others already held that version or newer).
+        """
+        if not user_versions:
+            return 0
+        keys = [user_key(user_id) for user_id in user_versions]
+        args = [*user_versions.values(), self._ttl]
+        return int(await self._advance(keys=keys, args=args))
+
+    async def fill(self, user_id: str, field: str, version: int, payload: bytes) -> bool:
+        """Cache a response read from PostgreSQL at ``version``; False if a newer one won."""
+        if field.startswith("_"):
+            raise ValueError(f"field names starting with '_' are reserved: {field!r}")
+        stored = await self._fill(
+            keys=[user_key(user_id)], args=[version, field, payload, self._ttl]
+        )
+        return bool(stored)
+
+    async def get(self, user_id: str, field: str) -> bytes | None:
+        value = await self._redis.hget(user_key(user_id), field)
+        # The client does not decode responses: a value is bytes, ready to send as a body.
+        return value.encode() if isinstance(value, str) else value

@@ -1,0 +1,264 @@
+"""The sink process: snapshot topic -> PostgreSQL -> Redis -> committed offsets.
+
+The order for each batch is the contract (at-least-once, made exact by idempotence):
+
+1. decode the records; one that does not decode is logged with its coordinates, counted and
+   skipped (the worker wrote it, so it is a bug to look at, not input to retry);
+2. write every row of the batch to PostgreSQL in one transaction, retrying with capped
+   exponential backoff for as long as PostgreSQL is unavailable;
+3. advance the Redis cache of every learner the batch touched, retrying the same way, so no
+   reader is served a version older than what PostgreSQL holds;
+4. only then commit the batch's offsets.
+
+A stop or crash anywhere before 4 means the batch is read again, which is harmless: an equal
+or older version is a no-op in PostgreSQL and in Redis. Any other error (a row PostgreSQL
+refuses, say) is not retried and not skipped: it ends the sink with the offsets uncommitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+import redis.exceptions
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+
+from progress.snapshots import Snapshot
+from service.config import Settings
+from sinks.cache import ProgressCache, redis_client
+from sinks.migrate import apply_migrations
+from sinks.postgres import write_snapshots
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors that say "not now" rather than "never": the same write will succeed later.
+# psycopg's OperationalError covers lost connections, pool timeouts, server shutdown,
+# deadlocks and serialization failures.
+PG_TRANSIENT: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+REDIS_TRANSIENT: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
+_FIRST_RETRY_DELAY_S = 0.1
+_REPORT_EVERY_S = 30.0
+# How long a write waits for a pooled connection before it counts as a failed attempt.
+_PG_CONNECTION_TIMEOUT_S = 5.0
+
+
+class _StopRequested(Exception):
+    """Stop was asked for while a step was waiting to retry."""
+
+
+@dataclass(slots=True)
+class _Throughput:
+    """Counters for the periodic INFO line; reset at each line."""
+
+    since: float = field(default_factory=time.monotonic)
+    batches: int = 0
+    snapshots: int = 0
+    rows: int = 0
+    undecodable: int = 0
+    undecodable_total: int = 0
+
+    def report_if_due(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self.since
+        if elapsed < _REPORT_EVERY_S:
+            return
+        log.info(
+            "sink: %.0f rows/s, %.0f snapshots/s (%d batches in %.0fs); undecodable: %d (%d total)",
+            self.rows / elapsed,
+            self.snapshots / elapsed,
+            self.batches,
+            elapsed,
+            self.undecodable,
+            self.undecodable_total,
+        )
+        self.since = now
+        self.batches = self.snapshots = self.rows = self.undecodable = 0
+
+
+async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the sink until ``stop`` is set or the task is cancelled."""
+    stop = stop if stop is not None else asyncio.Event()
+    pool = AsyncConnectionPool(
+        settings.database_url,
+        open=False,
+        min_size=1,
+        max_size=1,  # one transaction at a time: batches are written in order
+        timeout=_PG_CONNECTION_TIMEOUT_S,
+        name="sink",
+    )
+    redis = redis_client(settings.redis_url)
+    consumer = AIOKafkaConsumer(
+        settings.topics.snapshots,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.sink_group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    sink = _Sink(settings, pool, ProgressCache(redis, settings.cache_ttl_seconds), consumer, stop)
+    try:
+        await pool.open(wait=False)
+        await sink.run()
+    finally:
+        # Not committing here: whatever was not committed after its write is read again.
+        await consumer.stop()
+        await pool.close()
+        await redis.aclose()
+
+
+class _Sink:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        cache: ProgressCache,
+        consumer: AIOKafkaConsumer,
+        stop: asyncio.Event,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._cache = cache
+        self._consumer = consumer
+        self._stop = stop
+        self._throughput = _Throughput()
+
+    async def run(self) -> None:
+        try:
+            await self._retry(
+                "apply migrations", lambda: apply_migrations(self._pool), PG_TRANSIENT
+            )
+            await self._consumer.start()
+            log.info(
+                "sink consuming %s as group %s",
+                self._settings.topics.snapshots,
+                self._settings.sink_group_id,
+            )
+            while not self._stop.is_set():
+                batch = await self._consumer.getmany(
+                    timeout_ms=self._settings.sink_batch_timeout_ms,
+                    max_records=self._settings.sink_batch_max_records,
+                )
+                if batch:
+                    await self._handle(batch)
+                self._throughput.report_if_due()
+        except _StopRequested:
+            log.info("sink stopped while retrying; the pending batch stays uncommitted")
+        log.info("sink stopped")
+
+    async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        started = time.monotonic()
+        snapshots: list[Snapshot] = []
+        offsets: dict[TopicPartition, int] = {}
+        undecodable = 0
+        for partition, records in batch.items():
+            for record in records:
+                snapshot = self._decode(record)
+                if snapshot is None:
+                    undecodable += 1
+                else:
+                    snapshots.append(snapshot)
+            # Undecodable records are committed too: reading them again cannot fix them.
+            offsets[partition] = records[-1].offset + 1
+
+        versions: dict[str, int] = {}
+        if snapshots:
+            versions = await self._retry(
+                "write to PostgreSQL", lambda: self._write(snapshots), PG_TRANSIENT
+            )
+        advanced = await self._retry(
+            "advance the cache", lambda: self._cache.advance(versions), REDIS_TRANSIENT
+        )
+        await self._commit(offsets)
+
+        rows = sum(len(snapshot.rows()) for snapshot in snapshots)
+        throughput = self._throughput
+        throughput.batches += 1
+        throughput.snapshots += len(snapshots)
+        throughput.rows += rows
+        throughput.undecodable += undecodable
+        throughput.undecodable_total += undecodable
+        log.debug(
+            "batch: %d records from %d partitions, %d snapshots, %d rows, %d learners"
+            " (%d cache entries advanced), %d undecodable, %.1f ms",
+            sum(len(records) for records in batch.values()),
+            len(batch),
+            len(snapshots),
+            rows,
+            len(versions),
+            advanced,
+            undecodable,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _decode(self, record: ConsumerRecord[Any, Any]) -> Snapshot | None:
+        try:
+            if record.value is None:
+                raise ValueError("the record has no value")
+            return Snapshot.model_validate_json(record.value)
+        except (ValidationError, ValueError) as exc:
+            log.error(
+                "undecodable snapshot at %s[%d]@%d, skipped: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                str(exc).replace("\n", " | ")[:500],
+            )
+            return None
+
+    async def _write(self, snapshots: list[Snapshot]) -> dict[str, int]:
+        async with self._pool.connection() as conn:
+            return await write_snapshots(conn, snapshots)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # Typically a rebalance took the partitions away while we were writing: their
+            # next owner reads the batch again, and writing it again changes nothing.
+            log.warning("offsets not committed, the batch will be read again: %r", exc)
+
+    async def _retry(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        transient: tuple[type[Exception], ...],
+    ) -> T:
+        delay = min(_FIRST_RETRY_DELAY_S, self._settings.sink_retry_max_seconds)
+        failures = 0
+        while True:
+            try:
+                return await attempt()
+            except transient as exc:
+                failures += 1
+                log.warning(
+                    "%s failed (%d in a row): %s: %s; retrying in %.1fs",
+                    what,
+                    failures,
+                    type(exc).__name__,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                    delay,
+                )
+            if await self._stop_within(delay):
+                raise _StopRequested
+            delay = min(delay * 2, self._settings.sink_retry_max_seconds)
+
+    async def _stop_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,96 @@
+"""The service's processes (worker, sink, API) run as real subprocesses for the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from service.config import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        env[name.upper()] = str(value)
+    return env
+
+
+class ServiceProcess:
+    def __init__(self, command: str, settings: Settings, log_dir: Path) -> None:
+        self.command = command
+        self.log_path = log_dir / f"{command}.log"
+        self._log = self.log_path.open("ab")
+        progress = Path(sys.executable).parent / "progress"
+        self.proc = subprocess.Popen(
+            [str(progress), command],
+            env=settings_env(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.log_text():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.command} exited early:\n{self.log_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.command} not ready:\n{self.log_text()[-4000:]}")
+            time.sleep(0.2)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def wait_for_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_service(settings: Settings, log_dir: Path) -> Iterator[dict[str, ServiceProcess]]:
+    """Worker, sink and API for one test session, stopped (and their logs kept) after it."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    processes: dict[str, ServiceProcess] = {}
+    try:
+        for command in ("worker", "sink", "api"):
+            processes[command] = ServiceProcess(command, settings, log_dir)
+        processes["worker"].wait_for_log("Ready", timeout=90)
+        wait_for_http(f"http://{settings.api_host}:{settings.api_port}/readyz", timeout=60)
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
