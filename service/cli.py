@@ -26,6 +26,8 @@ def _logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiokafka narrates every rebalance and metadata change at INFO.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
 
 
 def _topics(settings: Settings) -> None:

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets everything up, starts worker, sink and API, and plays the built-in demo stream:
+# a learner's course goes from 0% to 100%, watched through the API.
+# The services keep running until Ctrl-C (DEMO_EXIT=1 stops them after the demo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/stack.sh up
+scripts/bootstrap.sh
+
+mkdir -p var/log
+pids=()
+stop() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop EXIT INT TERM
+
+.venv/bin/progress topics
+for process in worker sink api; do
+  .venv/bin/progress "$process" >"var/log/$process.log" 2>&1 &
+  pids+=("$!")
+  echo "demo: started $process (pid $!, log var/log/$process.log)"
+done
+
+api="http://${API_HOST:-127.0.0.1}:${API_PORT:-8080}"
+for _ in $(seq 1 120); do
+  if curl -fsS "$api/readyz" >/dev/null 2>&1; then break; fi
+  sleep 0.5
+done
+curl -fsS "$api/readyz" >/dev/null || { echo "demo: the API did not become ready; see var/log/" >&2; exit 1; }
+
+status=0
+.venv/bin/progress demo || status=$?
+
+if [ "${DEMO_EXIT:-0}" = "1" ]; then
+  exit "$status"
+fi
+echo "demo: worker, sink and API keep running; Ctrl-C stops them"
+wait
