@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from uuid import uuid4
 
+import aiohttp
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -21,59 +21,12 @@ from redis.exceptions import RedisError
 
 from service.config import Settings
 from sinks.migrate import apply_migrations
+from tests.integration.lms import Lms
 from tests.integration.processes import ServiceProcess, free_port, running_service
+from tests.integration.support import create_topics, delete_topics, make_settings, unique_id
 
 _REACH_TIMEOUT_S = 10.0
 _START_STACK = "start it with `scripts/stack.sh up`"
-
-# Fewer partitions than production: enough to exercise several, quick to create.
-TEST_PARTITIONS = 3
-
-
-def unique_id(prefix: str) -> str:
-    """An id no other test or run uses, valid under ``progress.schema.Id``."""
-    return f"{prefix}-{uuid4().hex[:10]}"
-
-
-def make_settings(**overrides: object) -> Settings:
-    """Settings with a fresh topic prefix and sink group, so each caller has its own topics.
-
-    Settings are frozen; build a new one rather than copying another.
-    """
-    run = uuid4().hex[:8]
-    values: dict[str, object] = {
-        "topic_prefix": f"t{run}.",
-        "topic_partitions": TEST_PARTITIONS,
-        "sink_group_id": f"sink-{run}",
-        "sink_batch_timeout_ms": 50,
-        "sink_retry_max_seconds": 0.5,
-        **overrides,
-    }
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-async def create_topics(settings: Settings, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, settings.topic_partitions, replication_factor=1) for name in names]
-        )
-    finally:
-        await admin.close()
-
-
-async def delete_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        names = [
-            name for name in await admin.list_topics() if name.startswith(settings.topic_prefix)
-        ]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +81,14 @@ async def kafka(settings: Settings) -> AsyncIterator[Settings]:
 @pytest.fixture(scope="session")
 async def pg_pool(settings: Settings) -> AsyncIterator[AsyncConnectionPool]:
     """A pool on the migrated database."""
-    pool = AsyncConnectionPool(settings.database_url, open=False, min_size=1, max_size=4)
+    pool = AsyncConnectionPool(
+        settings.database_url,
+        open=False,
+        min_size=1,
+        max_size=4,
+        # The outage tests restart PostgreSQL under this pool.
+        check=AsyncConnectionPool.check_connection,
+    )
     try:
         await pool.open(wait=True, timeout=_REACH_TIMEOUT_S)
     except Exception as exc:
@@ -151,3 +111,27 @@ async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
         pytest.fail(f"Redis is not reachable at {settings.redis_url} ({exc!r}); {_START_STACK}")
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def event_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture
+def lms(event_producer: AIOKafkaProducer, settings: Settings) -> Lms:
+    """A new learner and course, and a way to send their events."""
+    return Lms(event_producer, settings)
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, service: dict[str, ServiceProcess]
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the running service's API."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    async with aiohttp.ClientSession(base) as session:
+        yield session

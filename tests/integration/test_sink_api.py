@@ -46,6 +46,7 @@ from sinks import runner
 from sinks.cache import VERSION_FIELD, ProgressCache, user_key
 from sinks.postgres import write_snapshots
 from sinks.runner import run_sink
+from tests.integration.support import create_topics, delete_topics, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -430,10 +431,14 @@ async def admin(kafka: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
 
 @pytest.fixture(scope="module")
 async def sink(kafka: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[Settings]:
-    """The run's sink, consuming the run's snapshot topic. Yields its settings."""
-    task = SinkTask(kafka)
-    yield kafka
+    """A sink of this module's own, on its own snapshot topic and group, apart from the
+    service processes of the pipeline tests. Yields its settings."""
+    own = make_settings()
+    await create_topics(own, own.topics.snapshots)
+    task = SinkTask(own)
+    yield own
     await task.close()
+    await delete_topics(own)
 
 
 @pytest.fixture(scope="module")
