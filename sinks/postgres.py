@@ -23,7 +23,14 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from progress.models import ALL_ROW_MODELS, Row, UserCompetency, VersionedRow
+from progress.models import (
+    ALL_ROW_MODELS,
+    CourseProgress,
+    ModuleProgress,
+    Row,
+    UserCompetency,
+    VersionedRow,
+)
 from progress.snapshots import Snapshot
 
 # Model fields that are not columns: evidence rows are written to their own table.
@@ -135,4 +142,28 @@ async def write_snapshots(conn: AsyncConnection, snapshots: list[Snapshot]) -> d
             await cursor.executemany(
                 upsert.statement, [_params(upsert.columns, row) for row in rows]
             )
+        retired = _retired_modules(grouped)
+        if retired:
+            await cursor.executemany(_RETIRE_MODULES, retired)
     return learner_versions(snapshots)
+
+
+# A snapshot with a course row carries every module of the course's current structure, so
+# module rows of that learner and course that it does not carry were removed from the course.
+_RETIRE_MODULES = sql.SQL(
+    "delete from module_progress"
+    " where user_id = %s and course_id = %s and version < %s and not (module_id = any(%s))"
+)
+
+
+def _retired_modules(grouped: Mapping[type[Row], list[Row]]) -> list[tuple[Any, ...]]:
+    """Parameters of ``_RETIRE_MODULES``: one per course row, with its current module ids."""
+    current: dict[tuple[str, str, int], list[str]] = {
+        (row.user_id, row.course_id, row.version): []
+        for row in grouped.get(CourseProgress, [])
+        if isinstance(row, CourseProgress)
+    }
+    for row in grouped.get(ModuleProgress, []):
+        if isinstance(row, ModuleProgress):
+            current.get((row.user_id, row.course_id, row.version), []).append(row.module_id)
+    return [(*key, modules) for key, modules in current.items()]

@@ -122,6 +122,27 @@ async def test_course_update_recomputes_totals_after_completion(
     assert len(completions) == 1  # completing again after the course grew is not news
 
 
+async def test_a_module_removed_from_the_course_leaves_the_learners_rows(
+    lms: Lms, pg_pool: AsyncConnectionPool, api: aiohttp.ClientSession
+) -> None:
+    await lms.structure({"m1": ["l1"], "m2": ["l2"]}, minute=0)
+    await lms.enroll(0)
+    await lms.complete("l1", 1)
+    await course_when(pg_pool, lms, lambda r: r["total_modules"] == 2 and r["completed_lessons"])
+
+    await lms.structure({"m1": ["l1"]}, minute=30)
+    row = await course_when(pg_pool, lms, lambda r: r["total_modules"] == 1)
+    assert (row["status"], row["percent_complete"]) == ("completed", 100.0)
+    async with pg_pool.connection() as conn:
+        cur = await conn.execute(
+            "select module_id from module_progress where user_id = %s and course_id = %s",
+            (lms.user, lms.course),
+        )
+        assert await cur.fetchall() == [("m1",)]
+    view = await eventually(lambda: when(api_course(api, lms), lambda v: v["total_modules"] == 1))
+    assert [m["module_id"] for m in view["modules"]] == ["m1"]
+
+
 async def test_malformed_messages_are_dead_lettered_and_the_rest_processed(
     lms: Lms, pg_pool: AsyncConnectionPool, settings: Settings
 ) -> None:
