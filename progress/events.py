@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter, model_validator
 
@@ -65,11 +66,13 @@ class CourseUpdated(ConsumedEvent):
     @model_validator(mode="before")
     @classmethod
     def _wrap_modules(cls, data: Any) -> Any:
-        # Producers send "modules": [...]; the structure model validates the list as a whole.
+        # Producers send "modules": [...] and "competencies": [...] beside the title; the
+        # structure model takes both and validates them as a whole.
         if isinstance(data, dict):
             for name in ("modules", "Modules"):
                 if isinstance(data.get(name), list):
-                    data = {**data, name: {"modules": data[name]}}
+                    grants = data.get("competencies", data.get("Competencies", []))
+                    data = {**data, name: {"modules": data[name], "competencies": grants}}
         return data
 
     @property
@@ -141,6 +144,199 @@ LessonActivity = Annotated[
 lesson_activity_adapter: TypeAdapter[LessonStarted | LessonProgressed | LessonCompleted] = (
     TypeAdapter(LessonActivity)
 )
+
+
+class QuizEvent(ConsumedEvent):
+    """On ``lms.quiz-activity`` keyed by user_id. ``attempt_id`` names one attempt."""
+
+    user_id: Id
+    course_id: Id
+    module_id: Id
+    lesson_id: str = Field(default="", max_length=128)
+    quiz_id: Id
+    attempt_id: Id
+
+
+class QuizAttemptStarted(QuizEvent):
+    type: Literal["QuizAttemptStarted"]
+    started_at: AwareDatetime
+    total_questions: int = Field(ge=0, le=10_000)
+
+    @property
+    def event_time(self) -> datetime:
+        return self.started_at
+
+
+class QuizQuestionAnswered(QuizEvent):
+    """One answer; a question answered again keeps the latest answer (by ``answered_at``).
+    ``score`` is the fraction of the question's credit earned (1 or 0 unless partial)."""
+
+    type: Literal["QuizQuestionAnswered"]
+    answered_at: AwareDatetime
+    question_id: Id
+    selected_options: tuple[str, ...] = Field(default=(), max_length=100)
+    text_response: str = Field(default="", max_length=20_000)
+    correct: bool
+    score: float | None = Field(default=None, ge=0, le=1)
+    time_spent: int = Field(default=0, ge=0)
+
+    @property
+    def credit(self) -> float:
+        if self.score is not None:
+            return self.score
+        return 1.0 if self.correct else 0.0
+
+    @property
+    def event_time(self) -> datetime:
+        return self.answered_at
+
+
+class QuizAttemptSubmitted(QuizEvent):
+    type: Literal["QuizAttemptSubmitted"]
+    submitted_at: AwareDatetime
+    time_spent: int = Field(default=0, ge=0)  # the attempt's total, in seconds
+
+    @property
+    def event_time(self) -> datetime:
+        return self.submitted_at
+
+
+class QuizAttemptAbandoned(QuizEvent):
+    type: Literal["QuizAttemptAbandoned"]
+    abandoned_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.abandoned_at
+
+
+class AssignmentEvent(ConsumedEvent):
+    """On ``lms.assignment-activity`` keyed by user_id. ``submission_id`` names one
+    submission; a resubmission is a new submission_id, a regrade the same one."""
+
+    user_id: Id
+    course_id: Id
+    module_id: Id
+    lesson_id: str = Field(default="", max_length=128)
+    assignment_id: Id
+    submission_id: Id
+
+
+class AssignmentContent(AssignmentEvent):
+    submission_type: Literal["text", "file", "link"]
+    text_content: str = Field(default="", max_length=200_000)
+    file_url: str = Field(default="", max_length=2_000)
+    link_url: str = Field(default="", max_length=2_000)
+
+
+class AssignmentDraftSaved(AssignmentContent):
+    type: Literal["AssignmentDraftSaved"]
+    saved_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.saved_at
+
+
+class AssignmentSubmissionReceived(AssignmentContent):
+    """The learner submitted (the ``AssignmentSubmitted`` of the LMS; this service
+    publishes its own AssignmentSubmitted in turn)."""
+
+    type: Literal["AssignmentSubmitted"]
+    submitted_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.submitted_at
+
+
+class AssignmentGraded(AssignmentEvent):
+    type: Literal["AssignmentGraded"]
+    graded_at: AwareDatetime
+    score: float = Field(ge=0)
+    max_score: float | None = Field(default=None, gt=0)  # else the structure's max_score
+    feedback: str = Field(default="", max_length=20_000)
+    graded_by: Id
+
+    @property
+    def event_time(self) -> datetime:
+        return self.graded_at
+
+
+class ExternalEvidenceRecorded(ConsumedEvent):
+    """Evidence of a competency from outside the LMS (a certificate, an assessment), on
+    ``lms.competency-evidence`` keyed by user_id. The same evidence_id again replaces it."""
+
+    type: Literal["ExternalEvidenceRecorded"] = "ExternalEvidenceRecorded"
+    user_id: Id
+    competency_id: Id
+    evidence_id: Id
+    level: int = Field(ge=0, le=100)
+    description: str = Field(default="", max_length=2_000)
+    url: str = Field(default="", max_length=2_000)
+    recorded_at: AwareDatetime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.recorded_at
+
+
+class LearnerProfileUpdated(ConsumedEvent):
+    """On ``lms.learner-profiles`` keyed by user_id: the learner's IANA time zone, which
+    activity streaks are counted in (UTC until one arrives)."""
+
+    type: Literal["LearnerProfileUpdated"] = "LearnerProfileUpdated"
+    user_id: Id
+    time_zone: str
+    updated_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> Self:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from err
+        return self
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
+
+
+def _typed(data: Any) -> str:
+    if isinstance(data, dict):
+        return str(data.get("type") or data.get("Type") or "")
+    return str(getattr(data, "type", ""))
+
+
+QuizActivity = Annotated[
+    Annotated[QuizAttemptStarted, Tag("QuizAttemptStarted")]
+    | Annotated[QuizQuestionAnswered, Tag("QuizQuestionAnswered")]
+    | Annotated[QuizAttemptSubmitted, Tag("QuizAttemptSubmitted")]
+    | Annotated[QuizAttemptAbandoned, Tag("QuizAttemptAbandoned")],
+    Discriminator(
+        _typed,
+        custom_error_type="unknown_event_type",
+        custom_error_message="unknown quiz event type: expected QuizAttemptStarted, "
+        "QuizQuestionAnswered, QuizAttemptSubmitted or QuizAttemptAbandoned",
+    ),
+]
+QuizEventT = QuizAttemptStarted | QuizQuestionAnswered | QuizAttemptSubmitted | QuizAttemptAbandoned
+quiz_activity_adapter: TypeAdapter[QuizEventT] = TypeAdapter(QuizActivity)
+
+AssignmentActivity = Annotated[
+    Annotated[AssignmentDraftSaved, Tag("AssignmentDraftSaved")]
+    | Annotated[AssignmentSubmissionReceived, Tag("AssignmentSubmitted")]
+    | Annotated[AssignmentGraded, Tag("AssignmentGraded")],
+    Discriminator(
+        _typed,
+        custom_error_type="unknown_event_type",
+        custom_error_message="unknown assignment event type: expected AssignmentDraftSaved, "
+        "AssignmentSubmitted or AssignmentGraded",
+    ),
+]
+AssignmentEventT = AssignmentDraftSaved | AssignmentSubmissionReceived | AssignmentGraded
+assignment_activity_adapter: TypeAdapter[AssignmentEventT] = TypeAdapter(AssignmentActivity)
 
 
 # --------------------------------------------------------------------------- published

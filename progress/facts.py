@@ -8,15 +8,35 @@ StartedAt only backward and LastActivityAt only forward.
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from progress.events import (
+    AssignmentContent,
+    AssignmentEventT,
+    AssignmentSubmissionReceived,
     CourseUpdated,
+    ExternalEvidenceRecorded,
+    LearnerProfileUpdated,
     LessonCompleted,
     LessonProgressed,
     LessonStarted,
+    QuizAttemptStarted,
+    QuizAttemptSubmitted,
+    QuizEventT,
+    QuizQuestionAnswered,
     UserEnrolled,
 )
-from progress.state import CourseState, KnownCourse, LearnerState, LessonState
+from progress.state import (
+    AttemptState,
+    CourseState,
+    EvidenceFact,
+    GradeState,
+    KnownCourse,
+    LearnerState,
+    LessonState,
+    ResponseState,
+    SubmissionState,
+)
 
 
 def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -102,3 +122,127 @@ def merge_course_update(known: KnownCourse | None, event: CourseUpdated) -> Know
                 structure_event_id=event.event_id or "",
             )
     return known.model_copy(update=update) if update else known
+
+
+def merge_quiz_event(attempt: AttemptState | None, event: QuizEventT) -> AttemptState:
+    """Answers keep the latest by answer time; the earliest submission counts; an attempt
+    that was submitted is never abandoned, whatever order the two arrive in."""
+    at = event.event_time
+    if attempt is None:
+        attempt = AttemptState(
+            quiz_id=event.quiz_id,
+            module_id=event.module_id,
+            lesson_id=event.lesson_id,
+            first_seen_at=at,
+            last_activity_at=at,
+        )
+    update: dict[str, object] = {
+        "first_seen_at": min(attempt.first_seen_at, at),
+        "last_activity_at": max(attempt.last_activity_at, at),
+    }
+    if isinstance(event, QuizAttemptStarted):
+        update["started_at"] = earliest(attempt.started_at, at)
+        update["total_questions"] = event.total_questions
+    elif isinstance(event, QuizQuestionAnswered):
+        held = attempt.responses.get(event.question_id)
+        # Ties on time are broken by event id, so every order keeps the same answer.
+        if held is None or (at, event.event_id or "") > (held.answered_at, held.answer_id):
+            response = ResponseState(
+                question_id=event.question_id,
+                selected_options=event.selected_options,
+                text_response=event.text_response,
+                correct=event.correct,
+                credit=event.credit,
+                time_spent=event.time_spent,
+                answered_at=at,
+                answer_id=event.event_id or "",
+                first_answered_at=min(at, held.first_answered_at) if held else at,
+            )
+        else:
+            response = held.model_copy(
+                update={"first_answered_at": min(at, held.first_answered_at)}
+            )
+        update["responses"] = {**attempt.responses, event.question_id: response}
+    elif isinstance(event, QuizAttemptSubmitted):
+        update["submitted_at"] = earliest(attempt.submitted_at, at)
+        update["time_spent"] = max(attempt.time_spent, event.time_spent)
+    else:
+        update["abandoned_at"] = earliest(attempt.abandoned_at, at)
+    return attempt.model_copy(update=update)
+
+
+def merge_assignment_event(
+    submission: SubmissionState | None, event: AssignmentEventT
+) -> SubmissionState:
+    """Content keeps the latest saved or submitted; the earliest submission time counts; the
+    latest grade wins, so a regrade replaces the grade and a late old grade does not."""
+    at = event.event_time
+    if submission is None:
+        kind = event.submission_type if isinstance(event, AssignmentContent) else "text"
+        submission = SubmissionState(
+            assignment_id=event.assignment_id,
+            module_id=event.module_id,
+            lesson_id=event.lesson_id,
+            first_seen_at=at,
+            last_activity_at=at,
+            submission_type=kind,
+            content_at=at,
+        )
+    update: dict[str, object] = {
+        "first_seen_at": min(submission.first_seen_at, at),
+        "last_activity_at": max(submission.last_activity_at, at),
+    }
+    if isinstance(event, AssignmentContent):
+        if at >= submission.content_at:
+            update.update(
+                submission_type=event.submission_type,
+                text_content=event.text_content,
+                file_url=event.file_url,
+                link_url=event.link_url,
+                content_at=at,
+            )
+        if isinstance(event, AssignmentSubmissionReceived):
+            update["submitted_at"] = earliest(submission.submitted_at, at)
+    else:
+        held = submission.grade
+        if held is None or at >= held.graded_at:
+            update["grade"] = GradeState(
+                score=event.score,
+                max_score=event.max_score,
+                feedback=event.feedback,
+                graded_by=event.graded_by,
+                graded_at=at,
+            )
+    return submission.model_copy(update=update)
+
+
+def merge_external_evidence(
+    held: EvidenceFact | None, event: ExternalEvidenceRecorded
+) -> EvidenceFact:
+    """The same evidence id again replaces it if newer."""
+    if held is not None and held.at > event.recorded_at:
+        return held
+    return EvidenceFact(
+        competency_id=event.competency_id,
+        type="external",
+        reference_id=event.evidence_id,
+        level=event.level,
+        at=event.recorded_at,
+        description=event.description,
+        url=event.url,
+    )
+
+
+def merge_profile(state: LearnerState, event: LearnerProfileUpdated) -> LearnerState:
+    if state.time_zone_at is not None and state.time_zone_at > event.updated_at:
+        return state
+    return state.model_copy(update={"time_zone": event.time_zone, "time_zone_at": event.updated_at})
+
+
+def with_activity_day(state: LearnerState, at: datetime) -> LearnerState:
+    """Record the local day of an activity, for streaks; the day's earliest activity wins."""
+    day = at.astimezone(ZoneInfo(state.time_zone)).date().isoformat()
+    held = state.activity_days.get(day)
+    if held is not None and held <= at:
+        return state
+    return state.model_copy(update={"activity_days": {**state.activity_days, day: at}})

@@ -1,32 +1,64 @@
 """What one event does to one learner: the new state, the rows to store, the events to publish.
 
-These three functions are the whole of the worker's decision making; the Faust agents only
-fetch their inputs from tables and carry out the ``Outcome``.
+These functions are the whole of the worker's decision making; the Faust agents only fetch
+their inputs from tables and carry out the ``Outcome``.
 
 - The state version goes up only when the state changed, and every row and ProgressUpdated
   carries it, so a replayed event re-sends identical rows and ids.
 - Rows are returned even when nothing changed: if the worker stopped after saving state but
   before the rows reached Kafka, the replayed event still delivers them.
-- CourseCompleted is decided by ``completion_announced_at``, recorded in the same state, so a
-  course completes publicly once per learner, whatever is replayed or re-derived later.
+- Every "once" event (CourseCompleted, QuizCompleted, AssignmentSubmitted, AchievementEarned,
+  CompetencyAcquired) is decided by a mark recorded in the same state, so it is published
+  once per learner and subject, whatever is replayed or re-derived later.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from progress.events import CourseCompleted, ProgressUpdated, UserEnrolled
+from progress.catalog import achievement_award_id
+from progress.events import (
+    AchievementEarned,
+    AssignmentEventT,
+    AssignmentSubmitted,
+    CompetencyAcquired,
+    CourseCompleted,
+    ExternalEvidenceRecorded,
+    LearnerProfileUpdated,
+    ProgressUpdated,
+    PublishedEvent,
+    QuizCompleted,
+    QuizEventT,
+    UserEnrolled,
+)
 from progress.facts import (
     LessonEventT,
+    merge_assignment_event,
     merge_enrollment,
+    merge_external_evidence,
     merge_lesson_event,
+    merge_profile,
+    merge_quiz_event,
     new_learner,
+    with_activity_day,
     with_course,
 )
+from progress.items import attempt_passed, attempt_rows, attempt_score, submission_row
+from progress.learner import (
+    Awards,
+    Catalog,
+    achievement_points,
+    achievement_rows,
+    competency_rows,
+    derive_learner,
+    path_rows,
+)
 from progress.rollup import course_row, lesson_row, module_rows, summarize_course, user_row
+from progress.schema import stable_id
 from progress.snapshots import Snapshot
 from progress.state import CourseState, KnownCourse, LearnerState
+from progress.structure import DEFAULT_PASS_MARK
 
 
 @dataclass(frozen=True)
@@ -34,74 +66,135 @@ class Outcome:
     state: LearnerState
     changed: bool
     snapshot: Snapshot
-    progress_updated: ProgressUpdated | None = None
-    course_completed: CourseCompleted | None = None
+    published: tuple[PublishedEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Touched:
+    """Which of the course's item rows the snapshot carries (None: all of them)."""
+
+    lessons: list[str] | None = field(default_factory=list)
+    quizzes: list[str] | None = field(default_factory=list)
+    submissions: list[str] | None = field(default_factory=list)
+    module_id: str = ""  # the item that caused the change, for ProgressUpdated
+    item_id: str = ""
+
+
+_ALL = _Touched(lessons=None, quizzes=None, submissions=None)
 
 
 def on_enrollment(
-    state: LearnerState | None, event: UserEnrolled, known: KnownCourse | None
+    state: LearnerState | None, event: UserEnrolled, known: KnownCourse | None, catalog: Catalog
 ) -> Outcome:
     base = state or new_learner(event.user_id, event.enrolled_at)
     course = merge_enrollment(base.courses.get(event.course_id, CourseState()), event)
-    return _conclude(state, base, event.course_id, course, known, event.enrolled_at, None, "", "")
+    focus = (event.course_id, course, known)
+    return _conclude(state, base, catalog, event.enrolled_at, focus, _ALL)
 
 
 def on_lesson_activity(
-    state: LearnerState | None, event: LessonEventT, known: KnownCourse | None
+    state: LearnerState | None, event: LessonEventT, known: KnownCourse | None, catalog: Catalog
 ) -> Outcome:
-    base = state or new_learner(event.user_id, event.event_time)
-    course = base.courses.get(event.course_id, CourseState())
+    base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     lesson = merge_lesson_event(course.lessons.get(event.lesson_id), event)
     course = course.model_copy(update={"lessons": {**course.lessons, event.lesson_id: lesson}})
-    return _conclude(
-        state,
-        base,
-        event.course_id,
-        course,
-        known,
-        event.event_time,
-        [event.lesson_id],
-        event.module_id,
-        event.lesson_id,
+    touched = _Touched(
+        lessons=[event.lesson_id], module_id=event.module_id, item_id=event.lesson_id
     )
+    focus = (event.course_id, course, known)
+    return _conclude(state, base, catalog, event.event_time, focus, touched)
 
 
-def on_course_known(state: LearnerState, known: KnownCourse) -> Outcome:
+def on_quiz_activity(
+    state: LearnerState | None, event: QuizEventT, known: KnownCourse | None, catalog: Catalog
+) -> Outcome:
+    base, course = _activity(state, event.user_id, event.course_id, event.event_time)
+    attempt = merge_quiz_event(course.quiz_attempts.get(event.attempt_id), event)
+    attempts = {**course.quiz_attempts, event.attempt_id: attempt}
+    course = course.model_copy(update={"quiz_attempts": attempts})
+    touched = _Touched(quizzes=[event.quiz_id], module_id=event.module_id, item_id=event.quiz_id)
+    focus = (event.course_id, course, known)
+    return _conclude(state, base, catalog, event.event_time, focus, touched)
+
+
+def on_assignment_activity(
+    state: LearnerState | None, event: AssignmentEventT, known: KnownCourse | None, catalog: Catalog
+) -> Outcome:
+    base, course = _activity(state, event.user_id, event.course_id, event.event_time)
+    submission = merge_assignment_event(course.submissions.get(event.submission_id), event)
+    submissions = {**course.submissions, event.submission_id: submission}
+    course = course.model_copy(update={"submissions": submissions})
+    touched = _Touched(
+        submissions=[event.submission_id], module_id=event.module_id, item_id=event.assignment_id
+    )
+    focus = (event.course_id, course, known)
+    return _conclude(state, base, catalog, event.event_time, focus, touched)
+
+
+def _activity(
+    state: LearnerState | None, user_id: str, course_id: str, at: datetime
+) -> tuple[LearnerState, CourseState]:
+    """The learner with the day of this activity recorded, and the course it is in."""
+    base = with_activity_day(state or new_learner(user_id, at), at)
+    return base, base.courses.get(course_id, CourseState())
+
+
+def on_external_evidence(
+    state: LearnerState | None, event: ExternalEvidenceRecorded, catalog: Catalog
+) -> Outcome:
+    base = state or new_learner(event.user_id, event.recorded_at)
+    fact = merge_external_evidence(base.external_evidence.get(event.evidence_id), event)
+    base = base.model_copy(
+        update={"external_evidence": {**base.external_evidence, event.evidence_id: fact}}
+    )
+    return _conclude(state, base, catalog, event.recorded_at, None, _ALL)
+
+
+def on_profile(
+    state: LearnerState | None, event: LearnerProfileUpdated, catalog: Catalog
+) -> Outcome:
+    base = merge_profile(state or new_learner(event.user_id, event.updated_at), event)
+    return _conclude(state, base, catalog, event.updated_at, None, _ALL)
+
+
+def on_course_known(state: LearnerState, known: KnownCourse, catalog: Catalog) -> Outcome:
     """Re-derive a learner's course after its structure or title changed."""
     course = state.courses[known.course_id]
     at = known.structure_updated_at or known.title_updated_at or state.updated_at
-    return _conclude(state, state, known.course_id, course, known, at, None, "", "")
+    return _conclude(state, state, catalog, at, (known.course_id, course, known), _ALL)
+
+
+def on_catalog_changed(state: LearnerState, catalog: Catalog, at: datetime) -> Outcome:
+    """Re-derive paths, competencies and achievements after a catalog entry changed."""
+    return _conclude(state, state, catalog, at, None, _ALL)
+
+
+# --------------------------------------------------------------------------- the core
 
 
 def _conclude(
     original: LearnerState | None,
     base: LearnerState,
-    course_id: str,
-    course: CourseState,
-    known: KnownCourse | None,
+    catalog: Catalog,
     event_time: datetime,
-    lesson_ids: list[str] | None,
-    module_id: str,
-    lesson_id: str,
+    focus: tuple[str, CourseState, KnownCourse | None] | None,
+    touched: _Touched,
 ) -> Outcome:
-    """Derive the course, decide the events, bump the version on change, build the rows.
+    """Derive, decide the once-only events, bump the version on change, build the rows.
 
-    ``lesson_ids`` names the lesson rows to send; None sends all of the course's.
+    ``focus`` is the course the event is about, with its new state and structure; learner-
+    wide events (evidence, profile, catalog) have none.
     """
-    summary = summarize_course(course, known) if course.enrolled else None
-    course = course.model_copy(update={"summary": summary})
-    completed: CourseCompleted | None = None
-    if summary and summary.status == "completed" and course.completion_announced_at is None:
-        course = course.model_copy(update={"completion_announced_at": summary.completed_at})
-        completed = CourseCompleted(
-            event_id=CourseCompleted.id_for(base.user_id, course_id),
-            user_id=base.user_id,
-            course_id=course_id,
-            completed_at=summary.completed_at,  # type: ignore[arg-type]
-        )
+    published: list[PublishedEvent] = []
+    candidate = base
+    if focus is not None:
+        course_id, course, known = focus
+        course = _derive_course(base.user_id, course_id, course, known, published)
+        candidate = with_course(base, course_id, course)
+    candidate, awards = derive_learner(candidate, catalog)
+    published += _award_events(candidate, awards, catalog)
 
-    candidate = with_course(base, course_id, course)
-    changed = original is None or candidate.courses != original.courses
+    changed = original is None or _facts(candidate) != _facts(original)
     if changed:
         state = candidate.model_copy(
             update={
@@ -113,28 +206,159 @@ def _conclude(
     else:
         state = original  # type: ignore[assignment]
 
-    course_progress = course_row(state, course_id)
-    snapshot = Snapshot(
+    snapshot = _snapshot(state, catalog, focus, touched)
+    if changed and focus is not None and snapshot.course_progress:
+        course_progress = snapshot.course_progress[0]
+        published.append(
+            ProgressUpdated(
+                event_id=ProgressUpdated.id_for(state.user_id, focus[0], state.version),
+                user_id=state.user_id,
+                course_id=focus[0],
+                module_id=touched.module_id,
+                lesson_id=touched.item_id if touched.lessons else "",
+                percent_complete=course_progress.percent_complete,
+                status=course_progress.status,
+                updated_at=event_time,
+            )
+        )
+    return Outcome(state, changed, snapshot, tuple(published))
+
+
+def _facts(state: LearnerState) -> LearnerState:
+    """The state without its bookkeeping: what tells whether an event changed anything."""
+    return state.model_copy(update={"version": 0, "updated_at": state.created_at})
+
+
+def _derive_course(
+    user_id: str,
+    course_id: str,
+    course: CourseState,
+    known: KnownCourse | None,
+    published: list[PublishedEvent],
+) -> CourseState:
+    """The course with its summary and once-only marks, appending what to publish."""
+    structure = known.structure if known else None
+    attempts = dict(course.quiz_attempts)
+    for attempt_id, attempt in course.quiz_attempts.items():
+        if attempt.submitted_at is not None and not attempt.announced:
+            attempts[attempt_id] = attempt.model_copy(update={"announced": True})
+            quiz = structure.quiz(attempt.quiz_id) if structure else None
+            published.append(
+                QuizCompleted(
+                    event_id=stable_id("QuizCompleted", user_id, attempt_id),
+                    user_id=user_id,
+                    course_id=course_id,
+                    quiz_id=attempt.quiz_id,
+                    score=attempt_score(attempt),
+                    passed=attempt_passed(attempt, quiz.pass_mark if quiz else DEFAULT_PASS_MARK),
+                    completed_at=attempt.submitted_at,
+                )
+            )
+    submissions = dict(course.submissions)
+    for submission_id, submission in course.submissions.items():
+        if submission.submitted_at is not None and not submission.announced:
+            submissions[submission_id] = submission.model_copy(update={"announced": True})
+            published.append(
+                AssignmentSubmitted(
+                    event_id=stable_id("AssignmentSubmitted", user_id, submission_id),
+                    user_id=user_id,
+                    course_id=course_id,
+                    assignment_id=submission.assignment_id,
+                    submitted_at=submission.submitted_at,
+                )
+            )
+    course = course.model_copy(update={"quiz_attempts": attempts, "submissions": submissions})
+    summary = summarize_course(course_id, course, known) if course.enrolled else None
+    course = course.model_copy(update={"summary": summary})
+    if summary and summary.status == "completed" and course.completion_announced_at is None:
+        course = course.model_copy(update={"completion_announced_at": summary.completed_at})
+        published.append(
+            CourseCompleted(
+                event_id=CourseCompleted.id_for(user_id, course_id),
+                user_id=user_id,
+                course_id=course_id,
+                completed_at=summary.completed_at,  # type: ignore[arg-type]
+            )
+        )
+    return course
+
+
+def _award_events(state: LearnerState, awards: Awards, catalog: Catalog) -> list[PublishedEvent]:
+    events: list[PublishedEvent] = []
+    for achievement, earned_at in awards.achievements:
+        events.append(
+            AchievementEarned(
+                event_id=achievement_award_id(state.user_id, achievement.id),
+                user_id=state.user_id,
+                achievement_id=achievement.id,
+                achievement_name=achievement.name,
+                earned_at=earned_at,
+            )
+        )
+    for competency_id, summary in awards.competencies:
+        entry = catalog.competencies.get(competency_id)
+        events.append(
+            CompetencyAcquired(
+                event_id=stable_id("CompetencyAcquired", state.user_id, competency_id),
+                user_id=state.user_id,
+                competency_id=competency_id,
+                competency_name=entry.name if entry else competency_id,
+                level=summary.level,
+                acquired_at=summary.acquired_at,
+            )
+        )
+    return events
+
+
+def _snapshot(
+    state: LearnerState,
+    catalog: Catalog,
+    focus: tuple[str, CourseState, KnownCourse | None] | None,
+    touched: _Touched,
+) -> Snapshot:
+    parts: dict[str, list[object]] = {
+        "course_progress": [],
+        "module_progress": [],
+        "lesson_progress": [],
+        "quiz_attempts": [],
+        "quiz_question_responses": [],
+        "assignment_submissions": [],
+    }
+    if focus is not None:
+        course_id, _, known = focus
+        course = state.courses[course_id]
+        structure = known.structure if known else None
+        row = course_row(state, course_id)
+        if row is not None:
+            parts["course_progress"].append(row)
+            parts["module_progress"] += module_rows(state, course_id, known)
+        lessons = touched.lessons if touched.lessons is not None else sorted(course.lessons)
+        parts["lesson_progress"] += [lesson_row(state, course_id, x, known) for x in lessons]
+        quizzes = touched.quizzes
+        if quizzes is None:
+            quizzes = sorted({a.quiz_id for a in course.quiz_attempts.values()})
+        for quiz_id in quizzes:
+            attempts, responses = attempt_rows(
+                state.user_id, state.version, course_id, course, structure, quiz_id
+            )
+            parts["quiz_attempts"] += attempts
+            parts["quiz_question_responses"] += responses
+        submissions = touched.submissions
+        if submissions is None:
+            submissions = sorted(course.submissions)
+        parts["assignment_submissions"] += [
+            submission_row(
+                state.user_id, state.version, course_id, sid, course.submissions[sid], structure
+            )
+            for sid in submissions
+        ]
+    # Learner-wide rows are few and always sent, so a replay re-delivers any of them.
+    return Snapshot(
         user_id=state.user_id,
         version=state.version,
-        user_progress=user_row(state),
-        course_progress=(course_progress,) if course_progress else (),
-        module_progress=tuple(module_rows(state, course_id, known)) if course_progress else (),
-        lesson_progress=tuple(
-            lesson_row(state, course_id, lid, known)
-            for lid in (lesson_ids if lesson_ids is not None else sorted(course.lessons))
-        ),
+        user_progress=user_row(state, achievement_points(state, catalog)),
+        learning_path_progress=tuple(path_rows(state)),
+        user_competencies=tuple(competency_rows(state)),
+        user_achievements=tuple(achievement_rows(state)),
+        **{name: tuple(rows) for name, rows in parts.items()},  # type: ignore[arg-type]
     )
-    progress_updated = None
-    if changed and summary is not None:
-        progress_updated = ProgressUpdated(
-            event_id=ProgressUpdated.id_for(state.user_id, course_id, state.version),
-            user_id=state.user_id,
-            course_id=course_id,
-            module_id=module_id,
-            lesson_id=lesson_id,
-            percent_complete=summary.percent_complete,
-            status=summary.status,
-            updated_at=event_time,
-        )
-    return Outcome(state, changed, snapshot, progress_updated, completed)

@@ -12,15 +12,23 @@ Definitions (docs/events.md repeats them for producers and analysts):
 - Status: completed when every item is (and there is at least one), in-progress once there
   is any activity, else not-started. A completed course whose structure grows returns to
   in-progress; its CourseCompleted event is still published only once.
-- TotalPoints = the points of the completed items (each item's ``points`` in the structure).
+- TotalPoints = the points of the completed items (each item's ``points`` in the structure),
+  plus, for UserProgress, the points of the learner's achievements (``learner.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
 from progress.facts import earliest, latest
+from progress.items import (
+    assignment_done_at,
+    attempt_questions,
+    attempt_score,
+    attempts_of,
+    quiz_done_at,
+    submissions_of,
+)
 from progress.models import (
     CourseProgress,
     LessonProgress,
@@ -29,8 +37,15 @@ from progress.models import (
     UserProgress,
 )
 from progress.schema import stable_id
-from progress.state import CourseState, CourseSummary, KnownCourse, LearnerState, LessonState
-from progress.structure import ModuleDef
+from progress.state import (
+    CourseState,
+    CourseSummary,
+    EvidenceFact,
+    KnownCourse,
+    LearnerState,
+    LessonState,
+)
+from progress.structure import CompetencyGrant, ModuleDef
 
 
 def percent(done: int, total: int) -> float:
@@ -48,55 +63,129 @@ def lesson_percent(lesson: LessonState) -> float:
 
 
 def _fold_times(
-    lessons: Iterable[LessonState],
+    course: CourseState,
 ) -> tuple[datetime | None, datetime | None]:
+    """Earliest start and latest activity over every item the learner touched."""
     started: datetime | None = None
     last: datetime | None = None
-    for lesson in lessons:
-        started = earliest(started, lesson.started_at)
-        last = latest(last, lesson.last_activity_at)
+    spans = [(x.started_at, x.last_activity_at) for x in course.lessons.values()]
+    spans += [
+        (a.started_at or a.first_seen_at, a.last_activity_at) for a in course.quiz_attempts.values()
+    ]
+    spans += [(x.first_seen_at, x.last_activity_at) for x in course.submissions.values()]
+    for first, latest_at in spans:
+        started = earliest(started, first)
+        last = latest(last, latest_at)
     return started, last
 
 
-class _ModuleFigures:
-    """Counts for one module of the structure, against one learner's lesson facts."""
+def _active(course: CourseState) -> bool:
+    return bool(course.lessons or course.quiz_attempts or course.submissions)
 
-    def __init__(self, module: ModuleDef, lessons: dict[str, LessonState]) -> None:
+
+class _ModuleFigures:
+    """Counts for one module of the structure, against one learner's facts."""
+
+    def __init__(self, module: ModuleDef, course: CourseState) -> None:
+        lessons = course.lessons
         self.module = module
-        present = [lessons[x.id] for x in module.lessons if x.id in lessons]
-        done = [x for x in present if x.completed_at is not None]
+        lesson_done = {x.id: lessons[x.id].completed_at for x in module.lessons if x.id in lessons}
+        quiz_done = {q.id: quiz_done_at(q, attempts_of(course, q.id)) for q in module.quizzes}
+        assignment_done = {
+            a.id: assignment_done_at(a, submissions_of(course, a.id)) for a in module.assignments
+        }
+        self.lesson_done_at = [t for t in lesson_done.values() if t is not None]
+        self.quiz_done = quiz_done
+        self.assignment_done = assignment_done
         self.total_lessons = len(module.lessons)
-        self.completed_lessons = len(done)
-        # Quizzes and assignments are tracked from their own streams (issue #3).
+        self.completed_lessons = len(self.lesson_done_at)
         self.total_quizzes = len(module.quizzes)
-        self.completed_quizzes = 0
+        self.completed_quizzes = sum(1 for t in quiz_done.values() if t)
         self.total_assignments = len(module.assignments)
-        self.completed_assignments = 0
-        self.points = sum(
-            x.points for x in module.lessons if x.id in lessons and lessons[x.id].completed_at
+        self.completed_assignments = sum(1 for t in assignment_done.values() if t)
+        self.points = (
+            sum(x.points for x in module.lessons if lesson_done.get(x.id))
+            + sum(q.points for q in module.quizzes if quiz_done[q.id])
+            + sum(a.points for a in module.assignments if assignment_done[a.id])
         )
         self.total = module.item_count
         self.done = self.completed_lessons + self.completed_quizzes + self.completed_assignments
-        self.started_at, self.last_activity_at = _fold_times(present)
+        done_times = [
+            *self.lesson_done_at,
+            *(t for t in quiz_done.values() if t),
+            *(t for t in assignment_done.values() if t),
+        ]
+        self.started_at, self.last_activity_at = self._times(course)
         self.completed_at = (
-            max(x.completed_at for x in done if x.completed_at)
-            if self.total and self.done == self.total and done
-            else None
+            max(done_times) if self.total and self.done == self.total and done_times else None
         )
-        self.status = status_of(self.done, self.total, bool(present))
+        active = self.started_at is not None
+        self.status = status_of(self.done, self.total, active)
+
+    def _times(self, course: CourseState) -> tuple[datetime | None, datetime | None]:
+        module = self.module
+        lesson_ids = {x.id for x in module.lessons}
+        quiz_ids = {q.id for q in module.quizzes}
+        assignment_ids = {a.id for a in module.assignments}
+        only = CourseState(
+            lessons={k: v for k, v in course.lessons.items() if k in lesson_ids},
+            quiz_attempts={k: v for k, v in course.quiz_attempts.items() if v.quiz_id in quiz_ids},
+            submissions={
+                k: v for k, v in course.submissions.items() if v.assignment_id in assignment_ids
+            },
+        )
+        return _fold_times(only)
+
+    def evidence(self) -> list[EvidenceFact]:
+        facts = []
+        for quiz in self.module.quizzes:
+            done = self.quiz_done[quiz.id]
+            if done:
+                facts += [_fact(g, "quiz", quiz.id, done) for g in quiz.competencies]
+        for assignment in self.module.assignments:
+            done = self.assignment_done[assignment.id]
+            if done:
+                facts += [
+                    _fact(g, "assignment", assignment.id, done) for g in assignment.competencies
+                ]
+        return facts
 
 
-def summarize_course(course: CourseState, known: KnownCourse | None) -> CourseSummary:
+def _fact(grant: CompetencyGrant, kind: str, reference_id: str, at: datetime) -> EvidenceFact:
+    return EvidenceFact(
+        competency_id=grant.competency_id,
+        type=kind,
+        reference_id=reference_id,
+        level=grant.level,
+        at=at,
+        description=f"{kind} {reference_id} completed",
+    )
+
+
+def summarize_course(
+    course_id: str, course: CourseState, known: KnownCourse | None
+) -> CourseSummary:
     """The learner's roll-up of one course against its structure (empty while unknown)."""
-    modules = known.structure.modules if known and known.structure else ()
-    figures = [_ModuleFigures(m, course.lessons) for m in modules]
-    started_at, last_activity_at = _fold_times(course.lessons.values())
+    structure = known.structure if known else None
+    modules = structure.modules if structure else ()
+    figures = [_ModuleFigures(m, course) for m in modules]
+    started_at, last_activity_at = _fold_times(course)
     total = sum(f.total for f in figures)
     done = sum(f.done for f in figures)
-    status = status_of(done, total, bool(course.lessons))
+    status = status_of(done, total, _active(course))
     completed_at = None
+    evidence = [fact for f in figures for fact in f.evidence()]
     if status == "completed":
         completed_at = max((f.completed_at for f in figures if f.completed_at), default=None)
+        if structure and completed_at:
+            evidence += [
+                _fact(g, "course", course_id, completed_at) for g in structure.competencies
+            ]
+    perfect = [
+        a.submitted_at
+        for a in course.quiz_attempts.values()
+        if a.submitted_at and attempt_questions(a) and attempt_score(a) == 100.0
+    ]
     structure_at = known.structure_updated_at if known else None
     updated_at = latest(latest(course.enrolled_at, last_activity_at), structure_at)
     return CourseSummary(
@@ -115,6 +204,11 @@ def summarize_course(course: CourseState, known: KnownCourse | None) -> CourseSu
         completed_at=completed_at,
         last_activity_at=last_activity_at,
         updated_at=updated_at or course.enrolled_at or started_at,  # type: ignore[arg-type]
+        lesson_completions=tuple(sorted(t for f in figures for t in f.lesson_done_at)),
+        perfect_quiz_at=min(perfect, default=None),
+        evidence=tuple(
+            sorted(evidence, key=lambda e: (e.at, e.type, e.reference_id, e.competency_id))
+        ),
     )
 
 
@@ -161,7 +255,7 @@ def module_rows(
     course = state.courses[course_id]
     rows = []
     for module in known.structure.modules:
-        f = _ModuleFigures(module, course.lessons)
+        f = _ModuleFigures(module, course)
         structure_at = known.structure_updated_at
         created_at = earliest(course.enrolled_at, structure_at) or structure_at
         rows.append(
@@ -201,11 +295,17 @@ def course_row(state: LearnerState, course_id: str) -> CourseProgress | None:
         course_id=course_id,
         enrollment_id=course.enrollment_id,
         created_at=course.enrolled_at,
-        **summary.model_dump(),
+        **summary.model_dump(exclude=_LEARNER_WIDE_ONLY),
     )
 
 
-def user_row(state: LearnerState) -> UserProgress:
+# Summary fields that feed learner-wide derivations and are not CourseProgress columns.
+_LEARNER_WIDE_ONLY = {"lesson_completions", "perfect_quiz_at", "evidence"}
+
+
+def user_row(state: LearnerState, achievement_points: int) -> UserProgress:
+    """``achievement_points``: the points of the learner's achievements, which count in
+    TotalPoints beside the points of completed items."""
     summaries = [c.summary for c in state.courses.values() if c.summary is not None]
     last_activity: datetime | None = None
     for s in summaries:
@@ -223,7 +323,7 @@ def user_row(state: LearnerState) -> UserProgress:
         completed_quizzes=sum(s.completed_quizzes for s in summaries),
         total_assignments=sum(s.total_assignments for s in summaries),
         completed_assignments=sum(s.completed_assignments for s in summaries),
-        total_points=sum(s.total_points for s in summaries),
+        total_points=sum(s.total_points for s in summaries) + achievement_points,
         last_activity_at=last_activity,
         created_at=state.created_at,
         updated_at=state.updated_at,

@@ -31,6 +31,69 @@ class LessonState(StateModel):
     last_position_at: datetime | None = None
 
 
+class ResponseState(StateModel):
+    question_id: str
+    selected_options: tuple[str, ...]
+    text_response: str
+    correct: bool
+    credit: float  # 0..1 of the question's credit
+    time_spent: int
+    answered_at: datetime  # of the answer kept: the latest
+    answer_id: str  # its event id, to break ties on time
+    first_answered_at: datetime
+
+
+class AttemptState(StateModel):
+    quiz_id: str
+    module_id: str
+    lesson_id: str
+    first_seen_at: datetime
+    last_activity_at: datetime
+    started_at: datetime | None = None
+    total_questions: int | None = None
+    responses: dict[str, ResponseState] = {}
+    submitted_at: datetime | None = None  # earliest submission
+    abandoned_at: datetime | None = None
+    time_spent: int = 0  # highest total reported on submission
+    announced: bool = False  # QuizCompleted published, recorded with the state
+
+
+class GradeState(StateModel):
+    score: float
+    max_score: float | None
+    feedback: str
+    graded_by: str
+    graded_at: datetime
+
+
+class SubmissionState(StateModel):
+    assignment_id: str
+    module_id: str
+    lesson_id: str
+    first_seen_at: datetime
+    last_activity_at: datetime
+    submission_type: str
+    text_content: str = ""
+    file_url: str = ""
+    link_url: str = ""
+    content_at: datetime  # the content kept is the latest saved or submitted
+    submitted_at: datetime | None = None  # earliest submission
+    grade: GradeState | None = None  # latest grade: a regrade replaces it
+    announced: bool = False  # AssignmentSubmitted published
+
+
+class EvidenceFact(StateModel):
+    """A completed item that is evidence of a competency (from the course structure)."""
+
+    competency_id: str
+    type: str  # course, quiz, assignment, external
+    reference_id: str
+    level: int
+    at: datetime
+    description: str = ""
+    url: str = ""
+
+
 class CourseSummary(StateModel):
     """A course's roll-up for one learner, as last derived from facts and structure."""
 
@@ -49,12 +112,18 @@ class CourseSummary(StateModel):
     completed_at: datetime | None
     last_activity_at: datetime | None
     updated_at: datetime
+    # What the learner-wide derivations need, so they never re-read other courses.
+    lesson_completions: tuple[datetime, ...] = ()  # counted lessons' completion times
+    perfect_quiz_at: datetime | None = None  # earliest submitted attempt scoring 100%
+    evidence: tuple[EvidenceFact, ...] = ()
 
 
 class CourseState(StateModel):
     enrollment_id: str | None = None
     enrolled_at: datetime | None = None
     lessons: dict[str, LessonState] = {}
+    quiz_attempts: dict[str, AttemptState] = {}
+    submissions: dict[str, SubmissionState] = {}
     summary: CourseSummary | None = None  # None until enrolled
     # Set in the same table write that publishes CourseCompleted, so it is published once.
     completion_announced_at: datetime | None = None
@@ -64,12 +133,47 @@ class CourseState(StateModel):
         return self.enrollment_id is not None
 
 
+class PathSummary(StateModel):
+    """A learning path's roll-up for one learner, as last derived."""
+
+    status: ProgressStatus
+    percent_complete: float
+    total_courses: int
+    completed_courses: int
+    current_course_id: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CompetencySummary(StateModel):
+    level: int
+    status: str  # not-started, in-progress, mastered
+    acquired_at: datetime | None  # when the level first reached mastery
+    evidence: tuple[EvidenceFact, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
 class LearnerState(StateModel):
     user_id: str
     version: int = 0
     created_at: datetime  # earliest event time seen for this learner
     updated_at: datetime  # latest event time that changed this learner
     courses: dict[str, CourseState] = {}
+    time_zone: str = "UTC"
+    time_zone_at: datetime | None = None
+    # Local date (in the time zone of the day's first event) -> first activity that day.
+    activity_days: dict[str, datetime] = {}
+    external_evidence: dict[str, EvidenceFact] = {}
+    # Derived learner-wide roll-ups, kept to notice changes (like CourseSummary).
+    paths: dict[str, PathSummary] = {}
+    competencies: dict[str, CompetencySummary] = {}
+    # Awards, recorded in the same table write that publishes them: each happens once.
+    achievements: dict[str, datetime] = {}
+    competencies_acquired: dict[str, datetime] = {}
 
 
 class KnownCourse(StateModel):

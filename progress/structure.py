@@ -16,6 +16,17 @@ from progress.schema import Id, InputModel
 DEFAULT_LESSON_POINTS = 10
 DEFAULT_QUIZ_POINTS = 20
 DEFAULT_ASSIGNMENT_POINTS = 30
+DEFAULT_PASS_MARK = 50.0
+
+
+class CompetencyGrant(InputModel):
+    """Completing the item (or the course) is evidence of this competency at this level."""
+
+    competency_id: Id
+    level: int = Field(ge=1, le=100)
+
+
+Grants = tuple[CompetencyGrant, ...]
 
 
 class LessonDef(InputModel):
@@ -30,8 +41,9 @@ class QuizDef(InputModel):
     id: Id
     title: str = ""
     points: int = Field(default=DEFAULT_QUIZ_POINTS, ge=0)
-    pass_mark: float = Field(default=50.0, ge=0, le=100)
+    pass_mark: float = Field(default=DEFAULT_PASS_MARK, ge=0, le=100)
     completion: Literal["passed", "submitted"] = "passed"
+    competencies: Grants = ()
 
 
 class AssignmentDef(InputModel):
@@ -40,6 +52,10 @@ class AssignmentDef(InputModel):
     points: int = Field(default=DEFAULT_ASSIGNMENT_POINTS, ge=0)
     max_score: float = Field(default=100.0, gt=0)
     completion: Literal["submitted", "graded"] = "submitted"
+    # An assignment graded below this share of its max score does not count as done,
+    # when ``completion`` is "graded".
+    pass_ratio: float = Field(default=0.0, ge=0, le=1)
+    competencies: Grants = ()
 
 
 class ModuleDef(InputModel):
@@ -56,6 +72,8 @@ class ModuleDef(InputModel):
 
 class CourseStructure(InputModel):
     modules: tuple[ModuleDef, ...] = ()
+    # Completing the whole course is evidence of these.
+    competencies: Grants = ()
 
     @model_validator(mode="after")
     def _ids_unique(self) -> Self:
@@ -72,6 +90,20 @@ class CourseStructure(InputModel):
                     raise ValueError(f"{kind} id {item_id!r} appears twice in the course structure")
                 seen.add(item_id)
         return self
+
+    def quiz(self, quiz_id: str) -> QuizDef | None:
+        for module in self.modules:
+            for quiz in module.quizzes:
+                if quiz.id == quiz_id:
+                    return quiz
+        return None
+
+    def assignment(self, assignment_id: str) -> AssignmentDef | None:
+        for module in self.modules:
+            for assignment in module.assignments:
+                if assignment.id == assignment_id:
+                    return assignment
+        return None
 
     def lesson_module(self, lesson_id: str) -> str | None:
         """The module a lesson belongs to in this structure, or None if it is not part of it."""

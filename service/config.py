@@ -21,7 +21,7 @@ class Topics(BaseModel):
     def _name(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    # Consumed: input topics keyed by user_id (course updates keyed by course_id, compacted).
+    # Consumed, keyed by user_id: a learner's activity.
     @property
     def enrollments(self) -> str:
         return self._name("lms.enrollments")
@@ -31,15 +31,44 @@ class Topics(BaseModel):
         return self._name("lms.lesson-activity")
 
     @property
+    def quiz_activity(self) -> str:
+        return self._name("lms.quiz-activity")
+
+    @property
+    def assignment_activity(self) -> str:
+        return self._name("lms.assignment-activity")
+
+    @property
+    def competency_evidence(self) -> str:
+        return self._name("lms.competency-evidence")
+
+    @property
+    def learner_profiles(self) -> str:
+        return self._name("lms.learner-profiles")
+
+    # Consumed, keyed by the entry's id, compacted: catalogs.
+    @property
     def course_updates(self) -> str:
         return self._name("lms.course-updates")
 
-    # Internal: course structure fanned out to every partition of the user-keyed stream.
     @property
-    def course_broadcast(self) -> str:
-        return self._name("progress.course-broadcast")
+    def learning_paths(self) -> str:
+        return self._name("lms.learning-paths")
 
-    # Published.
+    @property
+    def competencies(self) -> str:
+        return self._name("lms.competencies")
+
+    @property
+    def achievements(self) -> str:
+        return self._name("lms.achievements")
+
+    # Internal: catalog entries copied to every partition of the user-keyed stream.
+    @property
+    def catalog_broadcast(self) -> str:
+        return self._name("progress.catalog-broadcast")
+
+    # Published, keyed by user_id.
     @property
     def progress_updated(self) -> str:
         return self._name("progress.progress-updated")
@@ -49,12 +78,55 @@ class Topics(BaseModel):
         return self._name("progress.course-completed")
 
     @property
+    def quiz_completed(self) -> str:
+        return self._name("progress.quiz-completed")
+
+    @property
+    def assignment_submitted(self) -> str:
+        return self._name("progress.assignment-submitted")
+
+    @property
+    def achievement_earned(self) -> str:
+        return self._name("progress.achievement-earned")
+
+    @property
+    def competency_acquired(self) -> str:
+        return self._name("progress.competency-acquired")
+
+    # Internal: worker to sink (learner rows by user_id, catalog rows by catalog/<kind>/<id>).
+    @property
     def snapshots(self) -> str:
         return self._name("progress.snapshots")
 
     @property
     def dead_letter(self) -> str:
         return self._name("progress.dead-letter")
+
+    @property
+    def learner_inputs(self) -> tuple[str, ...]:
+        return (
+            self.enrollments,
+            self.lesson_activity,
+            self.quiz_activity,
+            self.assignment_activity,
+            self.competency_evidence,
+            self.learner_profiles,
+        )
+
+    @property
+    def catalogs(self) -> tuple[str, ...]:
+        return (self.course_updates, self.learning_paths, self.competencies, self.achievements)
+
+    @property
+    def published(self) -> tuple[str, ...]:
+        return (
+            self.progress_updated,
+            self.course_completed,
+            self.quiz_completed,
+            self.assignment_submitted,
+            self.achievement_earned,
+            self.competency_acquired,
+        )
 
 
 class Settings(BaseSettings):

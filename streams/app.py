@@ -1,11 +1,15 @@
 """The Faust worker, top to bottom: app, topics, tables, agents.
 
-lms.enrollments ──┐
-lms.lesson-activity ─┼─▶ learner_events ──▶ tables: learners, courses, course-members
-progress.course-broadcast ┘        │        ├─▶ progress.progress-updated
-                                   │        ├─▶ progress.course-completed
-lms.course-updates ─▶ course_updates (fan-out to every partition of the broadcast)
-                                   └─▶ progress.snapshots ─▶ sink ─▶ PostgreSQL, Redis
+lms.enrollments, lms.lesson-activity, ─┐
+lms.quiz-activity, lms.assignment-activity,
+lms.competency-evidence, lms.learner-profiles ─┼─▶ learner_events ──▶ tables
+progress.catalog-broadcast ────────────────────┘        │
+                                                        ├─▶ progress.progress-updated,
+lms.course-updates, lms.learning-paths,                 │   course-completed, quiz-completed,
+lms.competencies, lms.achievements                      │   assignment-submitted,
+    └─▶ catalog_updates (copies each entry to every     │   achievement-earned,
+        partition of progress.catalog-broadcast)        │   competency-acquired
+                                                        └─▶ progress.snapshots ─▶ sink
 bad input of any topic ─▶ progress.dead-letter
 """
 
@@ -16,7 +20,16 @@ from typing import Any
 
 import faust
 
-from progress.decode import InvalidEvent, decode_event
+from progress.decode import InvalidEvent, StreamKind, decode_event
+from progress.events import (
+    AchievementEarned,
+    AssignmentSubmitted,
+    CompetencyAcquired,
+    CourseCompleted,
+    ProgressUpdated,
+    PublishedEvent,
+    QuizCompleted,
+)
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
@@ -48,13 +61,25 @@ def create_app(settings: Settings) -> faust.App:
     def topic(*names: str, **options: Any) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, **options)
 
-    learner_input = topic(t.enrollments, t.lesson_activity, t.course_broadcast)
-    course_updates = topic(t.course_updates)
-    course_broadcast = topic(t.course_broadcast, partitions=settings.topic_partitions)
-    progress_updated = topic(t.progress_updated)
-    course_completed = topic(t.course_completed)
+    learner_input = topic(*t.learner_inputs, t.catalog_broadcast)
+    catalogs = topic(*t.catalogs)
+    catalog_broadcast = topic(t.catalog_broadcast, partitions=settings.topic_partitions)
     snapshots = topic(t.snapshots)
     dead_letter = topic(t.dead_letter)
+    published: dict[type[PublishedEvent], faust.TopicT] = {
+        ProgressUpdated: topic(t.progress_updated),
+        CourseCompleted: topic(t.course_completed),
+        QuizCompleted: topic(t.quiz_completed),
+        AssignmentSubmitted: topic(t.assignment_submitted),
+        AchievementEarned: topic(t.achievement_earned),
+        CompetencyAcquired: topic(t.competency_acquired),
+    }
+    catalog_kinds: dict[str, StreamKind] = {
+        t.course_updates: "course-updates",
+        t.learning_paths: "learning-paths",
+        t.competencies: "competencies",
+        t.achievements: "achievements",
+    }
 
     # Tables: changelog-backed, partitioned like the learner input.
     def table(name: str, help_: str) -> faust.TableT:
@@ -70,19 +95,27 @@ def create_app(settings: Settings) -> faust.App:
 
     learners = table("learners", "LearnerState by user_id")
     courses = table("courses", "KnownCourse by '<partition>/<course_id>'")
-    members = table("course-members", "sorted user ids by '<partition>/<course_id>'")
+    catalog = table("catalog", "catalog entries by id, by '<partition>/<kind>'")
+    indexes = table(
+        "indexes",
+        "sorted user ids by '<partition>/members/<course_id>' and '<partition>/learners/<shard>'",
+    )
 
     dead_letters = DeadLetters(dead_letter)
     learner_stream = LearnerStream(
         settings,
         learners=learners,
         courses=courses,
-        members=members,
-        progress_updated=progress_updated,
-        course_completed=course_completed,
+        catalog=catalog,
+        indexes=indexes,
+        published=published,
         snapshots=snapshots,
         dead_letters=dead_letters,
     )
+
+    @app.on_partitions_revoked.connect
+    async def forget_cached(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        learner_stream.forget_cached()
 
     # Agents.
     @app.agent(learner_input, name="learner_events")
@@ -90,19 +123,19 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             await learner_stream.handle(event.message)
 
-    @app.agent(course_updates, name="course_updates")
-    async def fan_out_course_updates(stream: faust.StreamT[bytes]) -> None:
-        """Send each valid course update to every partition of the learner stream."""
+    @app.agent(catalogs, name="catalog_updates")
+    async def fan_out_catalog_updates(stream: faust.StreamT[bytes]) -> None:
+        """Send each valid catalog entry to every partition of the learner stream."""
         async for event in stream.events():
             message = event.message
             try:
-                update = decode_event("course-updates", message.key, message.value)
+                entry = decode_event(catalog_kinds[message.topic], message.key, message.value)
             except InvalidEvent as error:
                 await dead_letters.send(message, error)
                 continue
-            payload = update.model_dump_json().encode()
+            payload = entry.model_dump_json().encode()
             for partition in range(settings.topic_partitions):
-                await course_broadcast.send(key=message.key, value=payload, partition=partition)
+                await catalog_broadcast.send(key=message.key, value=payload, partition=partition)
 
     @app.timer(interval=30.0)
     async def report() -> None:

@@ -1,11 +1,12 @@
-"""The per-learner stream: enrollments, lesson activity and course broadcasts, one partition
-at a time, each turned into an ``Outcome`` by the domain core and carried out here.
+"""The per-learner stream: learner activity and catalog broadcasts, one partition at a time,
+each turned into an ``Outcome`` by the domain core and carried out here.
 
-All three input topics are keyed by user (course broadcasts are addressed to a partition),
-so one worker owns all of a learner's state and needs no coordination.
+Every input topic is keyed by user (catalog broadcasts are addressed to a partition), so one
+worker owns all of a learner's state and needs no coordination.
 
 Order of effects per event, which is what makes a crash at any point safe:
-1. published events (ProgressUpdated, CourseCompleted) are sent and their delivery awaited;
+1. published events (ProgressUpdated, CourseCompleted, ...) are sent and their delivery
+   awaited;
 2. the new state is written to the table (its changelog);
 3. the snapshot is sent.
 Faust flushes the producer before it commits the input offset, so a crash before the commit
@@ -17,25 +18,64 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
+from datetime import datetime
 from typing import Any
 
 from faust.types import Message, TableT, TopicT
 
+from progress.catalog import (
+    AchievementUpdated,
+    CatalogEntry,
+    CatalogSnapshot,
+    CompetencyUpdated,
+    LearningPathRow,
+    LearningPathUpdated,
+)
 from progress.decode import Consumed, InvalidEvent, StreamKind, decode_event
-from progress.events import CourseUpdated, PublishedEvent, UserEnrolled
+from progress.events import (
+    CourseUpdated,
+    ExternalEvidenceRecorded,
+    LearnerProfileUpdated,
+    LessonEvent,
+    PublishedEvent,
+    QuizEvent,
+    UserEnrolled,
+)
 from progress.facts import merge_course_update
-from progress.outcomes import Outcome, on_course_known, on_enrollment, on_lesson_activity
+from progress.learner import Catalog
+from progress.outcomes import (
+    Outcome,
+    on_assignment_activity,
+    on_catalog_changed,
+    on_course_known,
+    on_enrollment,
+    on_external_evidence,
+    on_lesson_activity,
+    on_profile,
+    on_quiz_activity,
+)
 from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 
 log = logging.getLogger(__name__)
 
+# Learners of a partition are indexed in this many lists, so that adding one rewrites a
+# small list; an achievement that changes re-evaluates every learner of the partition.
+LEARNER_INDEX_SHARDS = 64
 
-def course_key(partition: int, course_id: str) -> str:
-    """Per-partition course keys: each partition keeps its own copy of what it was sent, so
-    a course's structure is ordered with the learner events of that same partition."""
-    return f"{partition}/{course_id}"
+_CATALOG_KINDS = {
+    LearningPathUpdated: "learning-path",
+    CompetencyUpdated: "competency",
+    AchievementUpdated: "achievement",
+}
+
+
+def partition_key(partition: int, name: str) -> str:
+    """Per-partition keys: each partition keeps its own copy of what it was sent, so a
+    catalog entry is ordered with the learner events of that same partition."""
+    return f"{partition}/{name}"
 
 
 class LearnerStream:
@@ -45,9 +85,9 @@ class LearnerStream:
         *,
         learners: TableT[str, Any],
         courses: TableT[str, Any],
-        members: TableT[str, Any],
-        progress_updated: TopicT,
-        course_completed: TopicT,
+        catalog: TableT[str, Any],
+        indexes: TableT[str, Any],
+        published: dict[type[PublishedEvent], TopicT],
         snapshots: TopicT,
         dead_letters: DeadLetters,
     ) -> None:
@@ -55,18 +95,28 @@ class LearnerStream:
         self.kinds: dict[str, StreamKind] = {
             t.enrollments: "enrollments",
             t.lesson_activity: "lesson-activity",
-            t.course_broadcast: "course-updates",
+            t.quiz_activity: "quiz-activity",
+            t.assignment_activity: "assignment-activity",
+            t.competency_evidence: "competency-evidence",
+            t.learner_profiles: "learner-profiles",
+            t.catalog_broadcast: "catalog-broadcast",
         }
         self.learners = learners
         self.courses = courses
-        self.members = members
-        self.progress_updated = progress_updated
-        self.course_completed = course_completed
+        self.catalog = catalog
+        self.indexes = indexes
+        self.published = published
         self.snapshots = snapshots
         self.dead_letters = dead_letters
-        # Members already confirmed in the table: saves re-reading the list on every event.
-        self._member_cache: dict[str, set[str]] = {}
+        # Parsed catalogs and confirmed index entries per partition; dropped when partitions
+        # are revoked, since another worker may change them meanwhile.
+        self._catalogs: dict[int, Catalog] = {}
+        self._indexed: dict[str, set[str]] = {}
         self.processed = 0
+
+    def forget_cached(self) -> None:
+        self._catalogs.clear()
+        self._indexed.clear()
 
     async def handle(self, message: Message) -> None:
         try:
@@ -77,70 +127,162 @@ class LearnerStream:
         await self._apply(message.partition, event)
         self.processed += 1
 
-    async def _apply(self, partition: int, event: Consumed) -> None:
+    # ----------------------------------------------------------------- dispatch
+
+    async def _apply(self, p: int, event: Consumed) -> None:
         if isinstance(event, CourseUpdated):
-            await self._apply_course(partition, event)
+            await self._apply_course(p, event)
             return
-        known = self._known(partition, event.course_id)
+        if isinstance(event, CatalogEntry):
+            await self._apply_catalog(p, event)
+            return
         state = self._learner(event.user_id)
-        if isinstance(event, UserEnrolled):
-            outcome = on_enrollment(state, event, known)
+        catalog = self._catalog(p)
+        self._index(p, "learners", _shard(event.user_id), event.user_id)
+        outcome: Outcome
+        if isinstance(event, ExternalEvidenceRecorded):
+            outcome = on_external_evidence(state, event, catalog)
+        elif isinstance(event, LearnerProfileUpdated):
+            outcome = on_profile(state, event, catalog)
         else:
-            outcome = on_lesson_activity(state, event, known)
-        self._remember_member(partition, event.course_id, event.user_id)
+            known = self._known(p, event.course_id)
+            self._index(p, "members", event.course_id, event.user_id)
+            if isinstance(event, UserEnrolled):
+                outcome = on_enrollment(state, event, known, catalog)
+            elif isinstance(event, LessonEvent):
+                outcome = on_lesson_activity(state, event, known, catalog)  # type: ignore[arg-type]
+            elif isinstance(event, QuizEvent):
+                outcome = on_quiz_activity(state, event, known, catalog)  # type: ignore[arg-type]
+            else:
+                outcome = on_assignment_activity(state, event, known, catalog)  # type: ignore[arg-type]
         await self._carry_out(outcome)
 
-    async def _apply_course(self, partition: int, event: CourseUpdated) -> None:
-        key = course_key(partition, event.id)
-        held = self._known(partition, event.id)
+    async def _apply_course(self, p: int, event: CourseUpdated) -> None:
+        key = partition_key(p, event.id)
+        held = self._known(p, event.id)
         known = merge_course_update(held, event)
         if known != held:
             self.courses[key] = known.model_dump(mode="json")
         # Re-derived even when nothing changed, so a replay re-sends what a crash lost.
-        for user_id in self._members(key):
+        catalog = self._catalog(p)
+        for user_id in self._members(p, event.id):
             state = self._learner(user_id)
             if state is not None and event.id in state.courses:
-                await self._carry_out(on_course_known(state, known))
+                await self._carry_out(on_course_known(state, known, catalog))
+
+    async def _apply_catalog(self, p: int, entry: CatalogEntry) -> None:
+        kind = _CATALOG_KINDS[type(entry)]
+        key = partition_key(p, kind)
+        entries: dict[str, Any] = dict(self.catalog.get(key) or {})
+        held = entries.get(entry.id)
+        held_order = (held["updated_at"], held.get("event_id") or "") if held else None
+        # Compare as datetimes: the stored form is ISO text, equal instants compare equal.
+        incoming = entry.model_dump(mode="json")
+        if held_order is None or (entry.updated_at, entry.event_id or "") > (
+            datetime.fromisoformat(held_order[0]),
+            held_order[1],
+        ):
+            entries[entry.id] = incoming
+            self.catalog[key] = entries
+            self._catalogs.pop(p, None)
+        else:
+            entry = type(entry).model_validate(held)
+        if p == 0:  # every partition gets a copy; one of them writes the catalog row
+            await self._send_catalog_row(entry)
+        for user_id in self._affected(p, entry, held):
+            state = self._learner(user_id)
+            if state is not None:
+                outcome = on_catalog_changed(state, self._catalog(p), entry.updated_at)
+                await self._carry_out(outcome)
+
+    def _affected(self, p: int, entry: CatalogEntry, held: dict[str, Any] | None) -> list[str]:
+        """Learners whose derivations may change with this entry."""
+        if isinstance(entry, LearningPathUpdated):
+            courses = set(entry.course_ids) | set(held.get("course_ids", []) if held else [])
+            return sorted({u for c in courses for u in self._members(p, c)})
+        if isinstance(entry, AchievementUpdated):
+            shards = (self._list(p, "learners", str(s)) for s in range(LEARNER_INDEX_SHARDS))
+            return sorted({u for shard in shards for u in shard})
+        return []  # a competency's name or description changes no learner's rows
+
+    # ----------------------------------------------------------------- effects
 
     async def _carry_out(self, outcome: Outcome) -> None:
         state = outcome.state
-        published: list[tuple[TopicT, PublishedEvent]] = []
-        if outcome.course_completed:
-            published.append((self.course_completed, outcome.course_completed))
-        if outcome.progress_updated:
-            published.append((self.progress_updated, outcome.progress_updated))
-        if published:
+        key = state.user_id.encode()
+        if outcome.published:
             pending = [
-                await topic.send(key=state.user_id.encode(), value=e.model_dump_json().encode())
-                for topic, e in published
+                await self.published[type(e)].send(key=key, value=e.model_dump_json().encode())
+                for e in outcome.published
             ]
             await asyncio.gather(*pending)
         if outcome.changed:
             self.learners[state.user_id] = state.model_dump(mode="json")
-        await self.snapshots.send(
-            key=state.user_id.encode(), value=outcome.snapshot.model_dump_json().encode()
-        )
+        await self.snapshots.send(key=key, value=outcome.snapshot.model_dump_json().encode())
+
+    async def _send_catalog_row(self, entry: CatalogEntry) -> None:
+        snapshot = CatalogSnapshot(deleted=entry.deleted)
+        if isinstance(entry, CompetencyUpdated):
+            snapshot = snapshot.model_copy(update={"competency": entry.row(entry.updated_at)})
+        elif isinstance(entry, AchievementUpdated):
+            snapshot = snapshot.model_copy(update={"achievement": entry.row(entry.updated_at)})
+        elif isinstance(entry, LearningPathUpdated):
+            row = LearningPathRow(
+                id=entry.id,
+                title=entry.title,
+                description=entry.description,
+                course_ids=list(entry.course_ids),
+                updated_at=entry.updated_at,
+            )
+            snapshot = snapshot.model_copy(update={"learning_path": row})
+        key = CatalogSnapshot.key_for(_CATALOG_KINDS[type(entry)], entry.id)
+        await self.snapshots.send(key=key.encode(), value=snapshot.model_dump_json().encode())
+
+    # ----------------------------------------------------------------- table reads
 
     def _learner(self, user_id: str) -> LearnerState | None:
         raw = self.learners.get(user_id)
         return LearnerState.model_validate(raw) if raw else None
 
-    def _known(self, partition: int, course_id: str) -> KnownCourse | None:
-        raw = self.courses.get(course_key(partition, course_id))
+    def _known(self, p: int, course_id: str) -> KnownCourse | None:
+        raw = self.courses.get(partition_key(p, course_id))
         return KnownCourse.model_validate(raw) if raw else None
 
-    def _members(self, key: str) -> list[str]:
-        members: list[str] = self.members.get(key) or []
-        return members
+    def _catalog(self, p: int) -> Catalog:
+        cached = self._catalogs.get(p)
+        if cached is None:
+            cached = Catalog(
+                learning_paths=self._entries(p, LearningPathUpdated),
+                competencies=self._entries(p, CompetencyUpdated),
+                achievements=self._entries(p, AchievementUpdated),
+            )
+            self._catalogs[p] = cached
+        return cached
 
-    def _remember_member(self, partition: int, course_id: str, user_id: str) -> None:
-        """Index the learner under the course, so a structure change can find them."""
-        key = course_key(partition, course_id)
-        cached = self._member_cache.get(key)
+    def _entries(self, p: int, model: type[Any]) -> dict[str, Any]:
+        raw: dict[str, Any] = self.catalog.get(partition_key(p, _CATALOG_KINDS[model])) or {}
+        parsed = (model.model_validate(value) for value in raw.values())
+        return {entry.id: entry for entry in parsed if not entry.deleted}
+
+    def _members(self, p: int, course_id: str) -> list[str]:
+        return self._list(p, "members", course_id)
+
+    def _list(self, p: int, index: str, name: str) -> list[str]:
+        found: list[str] = self.indexes.get(partition_key(p, f"{index}/{name}")) or []
+        return found
+
+    def _index(self, p: int, index: str, name: str, user_id: str) -> None:
+        """Add the learner to an index list (course members, or a shard of all learners)."""
+        key = partition_key(p, f"{index}/{name}")
+        cached = self._indexed.get(key)
         if cached is not None and user_id in cached:
             return
-        members = set(self._members(key))
-        if user_id not in members:
-            members.add(user_id)
-            self.members[key] = sorted(members)
-        self._member_cache[key] = members
+        listed = set(self._list(p, index, name))
+        if user_id not in listed:
+            listed.add(user_id)
+            self.indexes[key] = sorted(listed)
+        self._indexed[key] = listed
+
+
+def _shard(user_id: str) -> str:
+    return str(zlib.crc32(user_id.encode()) % LEARNER_INDEX_SHARDS)

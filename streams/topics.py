@@ -17,18 +17,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     t = settings.topics
     n = settings.topic_partitions
     compacted = {"cleanup.policy": "compact"}
+    # Every user-keyed topic has the same partition count: a learner's events, table
+    # changelogs and catalog broadcasts must meet on the same partition number.
+    keyed_by_user = [*t.learner_inputs, t.catalog_broadcast, *t.published, t.snapshots]
     return [
-        # Every user-keyed topic has the same partition count: a learner's events, table
-        # changelogs and course broadcasts must meet on the same partition number.
-        NewTopic(t.enrollments, n, 1),
-        NewTopic(t.lesson_activity, n, 1),
-        NewTopic(t.course_broadcast, n, 1),
-        # The latest structure of every course stays readable forever.
-        NewTopic(t.course_updates, n, 1, topic_configs=compacted),
-        NewTopic(t.progress_updated, n, 1),
-        NewTopic(t.course_completed, n, 1),
-        NewTopic(t.snapshots, n, 1),
+        *(NewTopic(name, n, 1) for name in keyed_by_user),
         NewTopic(t.dead_letter, n, 1),
+        # The newest entry of every catalog stays readable forever.
+        *(NewTopic(name, n, 1, topic_configs=compacted) for name in t.catalogs),
     ]
 
 

@@ -1,0 +1,182 @@
+"""Quizzes and assignments: scoring, when each counts as done, and their rows.
+
+Rules (docs/events.md repeats them):
+- An attempt's Score is the credit of its answers over its questions, as a percentage
+  (TotalQuestions from QuizAttemptStarted, else the number of questions answered).
+  Unanswered = TotalQuestions - answered. Passed: submitted with Score >= the quiz's
+  pass mark (structure; 50 by default).
+- AttemptNumber is the attempt's rank among the learner's attempts at the quiz, by start
+  time, so a late-arriving first attempt is still number 1.
+- A quiz is done when an attempt passed (``completion: passed``, the default) or was merely
+  submitted (``completion: submitted``); an assignment when a submission was submitted
+  (``completion: submitted``, the default) or graded at or above ``pass_ratio`` of its max
+  score (``completion: graded``). Its completion time is the earliest that qualifies.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from progress.models import AssignmentSubmission, QuizAttempt, QuizQuestionResponse
+from progress.schema import stable_id
+from progress.state import AttemptState, CourseState, SubmissionState
+from progress.structure import DEFAULT_PASS_MARK, AssignmentDef, CourseStructure, QuizDef
+
+
+def attempt_questions(attempt: AttemptState) -> int:
+    answered = len(attempt.responses)
+    return max(attempt.total_questions or 0, answered)
+
+
+def attempt_score(attempt: AttemptState) -> float:
+    questions = attempt_questions(attempt)
+    credit = sum(r.credit for r in attempt.responses.values())
+    return round(100.0 * credit / questions, 2) if questions else 0.0
+
+
+def attempt_passed(attempt: AttemptState, pass_mark: float) -> bool:
+    return attempt.submitted_at is not None and attempt_score(attempt) >= pass_mark
+
+
+def quiz_done_at(quiz: QuizDef, attempts: list[AttemptState]) -> datetime | None:
+    times = [
+        a.submitted_at
+        for a in attempts
+        if a.submitted_at is not None
+        and (quiz.completion == "submitted" or attempt_passed(a, quiz.pass_mark))
+    ]
+    return min(times, default=None)
+
+
+def _graded_enough(submission: SubmissionState, assignment: AssignmentDef) -> bool:
+    grade = submission.grade
+    if grade is None:
+        return False
+    max_score = grade.max_score or assignment.max_score
+    return grade.score >= assignment.pass_ratio * max_score
+
+
+def assignment_done_at(
+    assignment: AssignmentDef, submissions: list[SubmissionState]
+) -> datetime | None:
+    if assignment.completion == "submitted":
+        times = [s.submitted_at for s in submissions if s.submitted_at is not None]
+    else:
+        times = [
+            s.grade.graded_at for s in submissions if s.grade and _graded_enough(s, assignment)
+        ]
+    return min(times, default=None)
+
+
+def attempts_of(course: CourseState, quiz_id: str) -> list[AttemptState]:
+    return [a for a in course.quiz_attempts.values() if a.quiz_id == quiz_id]
+
+
+def submissions_of(course: CourseState, assignment_id: str) -> list[SubmissionState]:
+    return [s for s in course.submissions.values() if s.assignment_id == assignment_id]
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def attempt_rows(
+    user_id: str,
+    version: int,
+    course_id: str,
+    course: CourseState,
+    structure: CourseStructure | None,
+    quiz_id: str,
+) -> tuple[list[QuizAttempt], list[QuizQuestionResponse]]:
+    """Rows of every attempt at one quiz (their numbers depend on each other)."""
+    quiz = structure.quiz(quiz_id) if structure else None
+    pass_mark = quiz.pass_mark if quiz else DEFAULT_PASS_MARK
+    attempts = sorted(
+        ((attempt_id, a) for attempt_id, a in course.quiz_attempts.items() if a.quiz_id == quiz_id),
+        key=lambda item: (item[1].started_at or item[1].first_seen_at, item[0]),
+    )
+    rows: list[QuizAttempt] = []
+    responses: list[QuizQuestionResponse] = []
+    for number, (attempt_id, a) in enumerate(attempts, 1):
+        row_id = stable_id("quiz_attempt", user_id, attempt_id)
+        answered = len(a.responses)
+        correct = sum(1 for r in a.responses.values() if r.correct)
+        questions = attempt_questions(a)
+        status = "completed" if a.submitted_at else "abandoned" if a.abandoned_at else "in-progress"
+        rows.append(
+            QuizAttempt(
+                id=row_id,
+                user_id=user_id,
+                version=version,
+                course_id=course_id,
+                module_id=a.module_id,
+                lesson_id=a.lesson_id,
+                quiz_id=quiz_id,
+                status=status,
+                score=attempt_score(a),
+                total_questions=questions,
+                correct_answers=correct,
+                incorrect_answers=answered - correct,
+                unanswered_questions=questions - answered,
+                time_spent=max(a.time_spent, sum(r.time_spent for r in a.responses.values())),
+                passed=attempt_passed(a, pass_mark),
+                attempt_number=number,
+                started_at=a.started_at or a.first_seen_at,
+                completed_at=a.submitted_at,
+                created_at=a.first_seen_at,
+                updated_at=a.last_activity_at,
+            )
+        )
+        for question_id, r in sorted(a.responses.items()):
+            responses.append(
+                QuizQuestionResponse(
+                    id=stable_id("quiz_question_response", user_id, attempt_id, question_id),
+                    user_id=user_id,
+                    version=version,
+                    quiz_attempt_id=row_id,
+                    question_id=question_id,
+                    selected_options=list(r.selected_options),
+                    text_response=r.text_response,
+                    correct=r.correct,
+                    score=r.credit,
+                    time_spent=r.time_spent,
+                    created_at=r.first_answered_at,
+                    updated_at=r.answered_at,
+                )
+            )
+    return rows, responses
+
+
+def submission_row(
+    user_id: str,
+    version: int,
+    course_id: str,
+    submission_id: str,
+    s: SubmissionState,
+    structure: CourseStructure | None,
+) -> AssignmentSubmission:
+    assignment = structure.assignment(s.assignment_id) if structure else None
+    default_max = assignment.max_score if assignment else 100.0
+    grade = s.grade
+    status = "graded" if grade else "submitted" if s.submitted_at else "draft"
+    return AssignmentSubmission(
+        id=stable_id("assignment_submission", user_id, submission_id),
+        user_id=user_id,
+        version=version,
+        course_id=course_id,
+        module_id=s.module_id,
+        lesson_id=s.lesson_id,
+        assignment_id=s.assignment_id,
+        status=status,
+        submission_type=s.submission_type,  # type: ignore[arg-type]
+        text_content=s.text_content,
+        file_url=s.file_url,
+        link_url=s.link_url,
+        score=grade.score if grade else None,
+        max_score=(grade.max_score if grade and grade.max_score else default_max),
+        feedback=grade.feedback if grade else "",
+        graded_by=grade.graded_by if grade else "",
+        submitted_at=s.submitted_at,
+        graded_at=grade.graded_at if grade else None,
+        created_at=s.first_seen_at,
+        updated_at=s.last_activity_at,
+    )

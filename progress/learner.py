@@ -1,0 +1,294 @@
+"""Learner-wide derivations: learning paths, competencies and achievements.
+
+Like the course roll-ups, each is a pure function of facts (the course summaries, external
+evidence, activity days) and the catalogs; nothing is counted per event. Definitions:
+
+- Learning path: a learner is on a path once enrolled in any of its courses. Percent and
+  status follow its courses' completion; CurrentCourseID is the first course of the path not
+  completed ("" once all are). A path that grows reopens.
+- Competency level: the sum of the levels of its evidence (completed courses, quizzes and
+  assignments that grant it, and external evidence), capped at 100. Status: mastered at
+  ``MASTERY_LEVEL`` or more, in-progress above 0. AcquiredAt: when the level first reached
+  mastery, in event time. CompetencyAcquired is published once per learner and competency.
+- Achievement: awarded once per learner, at the event time its criterion was first met
+  (docs/catalogs.md lists the criteria); its points count in UserProgress.TotalPoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from progress.catalog import AchievementUpdated, CompetencyUpdated, Criterion, LearningPathUpdated
+from progress.facts import earliest, latest
+from progress.models import (
+    CompetencyEvidence,
+    LearningPathProgress,
+    UserAchievement,
+    UserCompetency,
+)
+from progress.rollup import percent, status_of
+from progress.schema import stable_id
+from progress.state import (
+    CompetencySummary,
+    CourseSummary,
+    EvidenceFact,
+    LearnerState,
+    PathSummary,
+)
+
+MASTERY_LEVEL = 80
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The catalog entries a partition holds (deleted entries left out)."""
+
+    learning_paths: dict[str, LearningPathUpdated] = field(default_factory=dict)
+    competencies: dict[str, CompetencyUpdated] = field(default_factory=dict)
+    achievements: dict[str, AchievementUpdated] = field(default_factory=dict)
+
+
+def _enrolled(state: LearnerState) -> dict[str, CourseSummary]:
+    return {cid: c.summary for cid, c in state.courses.items() if c.summary is not None}
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def summarize_path(
+    path: LearningPathUpdated, summaries: dict[str, CourseSummary], state: LearnerState
+) -> PathSummary | None:
+    on_path = [cid for cid in path.course_ids if cid in summaries]
+    if not on_path:
+        return None
+    done = [c for c in path.course_ids if c in summaries and summaries[c].status == "completed"]
+    total = len(path.course_ids)
+    started: datetime | None = None
+    last: datetime | None = None
+    for cid in on_path:
+        started = earliest(started, summaries[cid].started_at)
+        last = latest(last, summaries[cid].last_activity_at)
+    complete = total > 0 and len(done) == total
+    enrolled_at = [state.courses[cid].enrolled_at for cid in on_path]
+    created_at = min(t for t in enrolled_at if t is not None)
+    return PathSummary(
+        status=status_of(len(done), total, started is not None),
+        percent_complete=percent(len(done), total),
+        total_courses=total,
+        completed_courses=len(done),
+        current_course_id=next((c for c in path.course_ids if c not in done), ""),
+        started_at=started,
+        completed_at=max(summaries[c].completed_at for c in done) if complete else None,  # type: ignore[type-var]
+        last_activity_at=last,
+        created_at=created_at,
+        updated_at=max(t for t in (last, path.updated_at, created_at) if t is not None),
+    )
+
+
+# --------------------------------------------------------------------------- competencies
+
+
+def summarize_competency(evidence: list[EvidenceFact]) -> CompetencySummary:
+    ordered = sorted(evidence, key=lambda e: (e.at, e.type, e.reference_id))
+    running = 0
+    acquired_at = None
+    for fact in ordered:
+        running += fact.level
+        if acquired_at is None and running >= MASTERY_LEVEL:
+            acquired_at = fact.at
+    level = min(100, running)
+    status = "mastered" if level >= MASTERY_LEVEL else "in-progress" if level > 0 else "not-started"
+    return CompetencySummary(
+        level=level,
+        status=status,
+        acquired_at=acquired_at,
+        evidence=tuple(ordered),
+        created_at=ordered[0].at,
+        updated_at=ordered[-1].at,
+    )
+
+
+def competency_evidence(state: LearnerState) -> dict[str, list[EvidenceFact]]:
+    by_competency: dict[str, list[EvidenceFact]] = {}
+    for summary in _enrolled(state).values():
+        for fact in summary.evidence:
+            by_competency.setdefault(fact.competency_id, []).append(fact)
+    for fact in state.external_evidence.values():
+        by_competency.setdefault(fact.competency_id, []).append(fact)
+    return by_competency
+
+
+# --------------------------------------------------------------------------- achievements
+
+
+def _nth(times: list[datetime], n: int) -> datetime | None:
+    ordered = sorted(times)
+    return ordered[n - 1] if len(ordered) >= n else None
+
+
+def _streak_met_at(days: dict[str, datetime], length: int) -> datetime | None:
+    """The first activity of the day that completed the first run of ``length`` days."""
+    run = 0
+    previous: date | None = None
+    for day in sorted(days):
+        current = date.fromisoformat(day)
+        run = run + 1 if previous is not None and current - previous == timedelta(days=1) else 1
+        previous = current
+        if run >= length:
+            return days[day]
+    return None
+
+
+def criterion_met_at(
+    criterion: Criterion, state: LearnerState, paths: dict[str, PathSummary]
+) -> datetime | None:
+    summaries = _enrolled(state)
+    completed = {cid: s.completed_at for cid, s in summaries.items() if s.status == "completed"}
+    match criterion.kind:
+        case "first-lesson":
+            return _nth([t for s in summaries.values() for t in s.lesson_completions], 1)
+        case "lessons":
+            times = [t for s in summaries.values() for t in s.lesson_completions]
+            return _nth(times, criterion.count)
+        case "course-completed":
+            if criterion.course_id is not None:
+                return completed.get(criterion.course_id)
+            return _nth([t for t in completed.values() if t], 1)
+        case "courses":
+            return _nth([t for t in completed.values() if t], criterion.count)
+        case "perfect-quiz":
+            return _nth([s.perfect_quiz_at for s in summaries.values() if s.perfect_quiz_at], 1)
+        case "learning-path-completed":
+            done = {pid: p.completed_at for pid, p in paths.items() if p.completed_at}
+            if criterion.learning_path_id is not None:
+                return done.get(criterion.learning_path_id)
+            return _nth(list(done.values()), 1)  # type: ignore[arg-type]
+        case "streak":
+            return _streak_met_at(state.activity_days, criterion.count)
+    return None
+
+
+# --------------------------------------------------------------------------- all at once
+
+
+@dataclass(frozen=True)
+class Awards:
+    achievements: list[tuple[AchievementUpdated, datetime]]
+    competencies: list[tuple[str, CompetencySummary]]
+
+
+def derive_learner(state: LearnerState, catalog: Catalog) -> tuple[LearnerState, Awards]:
+    """Re-derive paths and competencies, and award what is newly earned (once each)."""
+    summaries = _enrolled(state)
+    paths = {
+        pid: summary
+        for pid, path in sorted(catalog.learning_paths.items())
+        if (summary := summarize_path(path, summaries, state)) is not None
+    }
+    competencies = {
+        cid: summarize_competency(facts)
+        for cid, facts in sorted(competency_evidence(state).items())
+    }
+    new_competencies = [
+        (cid, c)
+        for cid, c in competencies.items()
+        if c.status == "mastered" and cid not in state.competencies_acquired
+    ]
+    with_paths = state.model_copy(update={"paths": paths})
+    new_achievements = []
+    for aid, achievement in sorted(catalog.achievements.items()):
+        if aid in state.achievements:
+            continue
+        met_at = criterion_met_at(achievement.criteria, with_paths, paths)
+        if met_at is not None:
+            new_achievements.append((achievement, met_at))
+    derived = with_paths.model_copy(
+        update={
+            "competencies": competencies,
+            "competencies_acquired": {
+                **state.competencies_acquired,
+                **{cid: c.acquired_at for cid, c in new_competencies},
+            },
+            "achievements": {
+                **state.achievements,
+                **{a.id: at for a, at in new_achievements},
+            },
+        }
+    )
+    return derived, Awards(new_achievements, new_competencies)
+
+
+def achievement_points(state: LearnerState, catalog: Catalog) -> int:
+    return sum(
+        catalog.achievements[aid].points
+        for aid in state.achievements
+        if aid in catalog.achievements
+    )
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def path_rows(state: LearnerState) -> list[LearningPathProgress]:
+    return [
+        LearningPathProgress(
+            id=stable_id("learning_path_progress", state.user_id, pid),
+            user_id=state.user_id,
+            version=state.version,
+            learning_path_id=pid,
+            **p.model_dump(),
+        )
+        for pid, p in sorted(state.paths.items())
+    ]
+
+
+def competency_rows(state: LearnerState) -> list[UserCompetency]:
+    rows = []
+    for cid, c in sorted(state.competencies.items()):
+        row_id = stable_id("user_competency", state.user_id, cid)
+        evidence = [
+            CompetencyEvidence(
+                id=stable_id("competency_evidence", state.user_id, cid, e.type, e.reference_id),
+                user_id=state.user_id,
+                version=state.version,
+                user_competency_id=row_id,
+                type=e.type,  # type: ignore[arg-type]
+                reference_id=e.reference_id,
+                description=e.description,
+                url=e.url,
+                created_at=e.at,
+                updated_at=e.at,
+            )
+            for e in c.evidence
+        ]
+        rows.append(
+            UserCompetency(
+                id=row_id,
+                user_id=state.user_id,
+                version=state.version,
+                competency_id=cid,
+                level=c.level,
+                status=c.status,  # type: ignore[arg-type]
+                evidence=evidence,
+                acquired_at=c.acquired_at,
+                created_at=c.created_at,
+                updated_at=c.updated_at,
+            )
+        )
+    return rows
+
+
+def achievement_rows(state: LearnerState) -> list[UserAchievement]:
+    return [
+        UserAchievement(
+            id=stable_id("user_achievement", state.user_id, aid),
+            user_id=state.user_id,
+            version=state.version,
+            achievement_id=aid,
+            earned_at=at,
+            created_at=at,
+            updated_at=at,
+        )
+        for aid, at in sorted(state.achievements.items())
+    ]
