@@ -67,6 +67,53 @@ class Lms:
         event = self.lesson_completed(lesson, minute, module)
         await self.send(self.topics.lesson_activity, self.user, event)
 
+    async def course_structure(
+        self, modules: list[dict[str, Any]], minute: float = 0, **extra: Any
+    ) -> None:
+        """A structure with quizzes and assignments, given as the LMS would send it."""
+        event = {"id": self.course, "updated_at": at(minute), "modules": modules, **extra}
+        await self.send(self.topics.course_updates, self.course, event)
+
+    async def quiz(self, kind: str, minute: float, attempt: str, **fields: Any) -> None:
+        time_field = {
+            "QuizAttemptStarted": "started_at",
+            "QuizQuestionAnswered": "answered_at",
+            "QuizAttemptSubmitted": "submitted_at",
+            "QuizAttemptAbandoned": "abandoned_at",
+        }[kind]
+        event = {
+            "type": kind,
+            "user_id": self.user,
+            "course_id": self.course,
+            "module_id": fields.pop("module_id", "m1"),
+            "quiz_id": fields.pop("quiz_id", "q1"),
+            "attempt_id": attempt,
+            time_field: at(minute),
+            **fields,
+        }
+        await self.send(self.topics.quiz_activity, self.user, event)
+
+    async def assignment(self, kind: str, minute: float, submission: str, **fields: Any) -> None:
+        time_field = {
+            "AssignmentDraftSaved": "saved_at",
+            "AssignmentSubmitted": "submitted_at",
+            "AssignmentGraded": "graded_at",
+        }[kind]
+        event = {
+            "type": kind,
+            "user_id": self.user,
+            "course_id": self.course,
+            "module_id": fields.pop("module_id", "m1"),
+            "assignment_id": fields.pop("assignment_id", "a1"),
+            "submission_id": submission,
+            time_field: at(minute),
+            **fields,
+        }
+        await self.send(self.topics.assignment_activity, self.user, event)
+
+    async def catalog(self, topic: str, entry: dict[str, Any]) -> None:
+        await self.send(topic, entry["id"], entry)
+
 
 async def eventually(probe: Callable[[], Awaitable[T | None]]) -> T:
     """The first truthy result of ``probe``, polled for 30 s at most."""
