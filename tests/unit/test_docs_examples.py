@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
 from progress.events import (
+    AchievementEarned,
+    AssignmentSubmitted,
+    CompetencyAcquired,
     CourseCompleted,
     CourseUpdated,
     DeadLetter,
+    ExternalEvidenceRecorded,
+    LearnerProfileUpdated,
     ProgressUpdated,
+    QuizCompleted,
     UserEnrolled,
+    assignment_activity_adapter,
     lesson_activity_adapter,
+    quiz_activity_adapter,
 )
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
@@ -29,15 +39,32 @@ def _validate(name: str, text: str) -> Any:
     models: dict[str, Any] = {
         "UserEnrolled": UserEnrolled,
         "CourseUpdated": CourseUpdated,
+        "ExternalEvidenceRecorded": ExternalEvidenceRecorded,
+        "LearnerProfileUpdated": LearnerProfileUpdated,
+        "LearningPathUpdated": LearningPathUpdated,
+        "CompetencyUpdated": CompetencyUpdated,
+        "AchievementUpdated": AchievementUpdated,
         "ProgressUpdated": ProgressUpdated,
         "CourseCompleted": CourseCompleted,
+        "QuizCompleted": QuizCompleted,
+        "AssignmentSubmitted-published": AssignmentSubmitted,
+        "AchievementEarned": AchievementEarned,
+        "CompetencyAcquired": CompetencyAcquired,
         "DeadLetter": DeadLetter,
     }
-    if name.startswith("Lesson"):
-        event = lesson_activity_adapter.validate_json(text)
-        assert type(event).__name__ == name
-        return event
-    return models[name].model_validate_json(text)
+    activity = {
+        "Lesson": lesson_activity_adapter,
+        "Quiz": quiz_activity_adapter,
+        "AssignmentDraftSaved": assignment_activity_adapter,
+        "AssignmentSubmitted": assignment_activity_adapter,
+        "AssignmentGraded": assignment_activity_adapter,
+    }
+    if name in models:
+        return models[name].model_validate_json(text)
+    adapter = next(a for prefix, a in activity.items() if name.startswith(prefix))
+    event = adapter.validate_json(text)
+    assert json.loads(text).get("type", name) == name or name.startswith("Lesson")
+    return event
 
 
 def test_the_doc_has_an_example_of_every_consumed_and_core_published_event() -> None:
@@ -50,6 +77,16 @@ def test_the_doc_has_an_example_of_every_consumed_and_core_published_event() -> 
         "LessonCompleted",
         "ProgressUpdated",
         "CourseCompleted",
+        "QuizQuestionAnswered",
+        "AssignmentSubmitted",
+        "ExternalEvidenceRecorded",
+        "LearnerProfileUpdated",
+        "LearningPathUpdated",
+        "CompetencyUpdated",
+        "AchievementUpdated",
+        "QuizCompleted",
+        "AchievementEarned",
+        "CompetencyAcquired",
         "DeadLetter",
     }
 
