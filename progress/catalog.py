@@ -12,11 +12,11 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from progress.events import ConsumedEvent, CourseUpdated
 from progress.models import Achievement, Competency
-from progress.schema import Id, InputModel, OutputModel, stable_id
+from progress.schema import EventTime, Id, InputModel, OutputModel, stable_id
 
 CompetencyLevel = Literal["beginner", "intermediate", "advanced"]
 
@@ -24,7 +24,7 @@ CompetencyLevel = Literal["beginner", "intermediate", "advanced"]
 class CatalogEntry(ConsumedEvent):
     kind: ClassVar[str]
     id: Id
-    updated_at: AwareDatetime
+    updated_at: EventTime
     # A deleted entry stays as a tombstone so that an older definition cannot come back.
     deleted: bool = False
 

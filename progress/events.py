@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
-from progress.schema import Id, InputModel, OutputModel, content_hash, stable_id
+from progress.schema import EventTime, Id, InputModel, OutputModel, content_hash, stable_id
 from progress.structure import CourseStructure
 
 # --------------------------------------------------------------------------- consumed
@@ -43,7 +43,7 @@ class UserEnrolled(ConsumedEvent):
     id: Id  # the enrollment id
     course_id: Id
     user_id: Id
-    enrolled_at: AwareDatetime
+    enrolled_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -60,7 +60,7 @@ class CourseUpdated(ConsumedEvent):
     type: Literal["CourseUpdated"] = "CourseUpdated"
     id: Id  # the course id
     title: str = ""
-    updated_at: AwareDatetime
+    updated_at: EventTime
     modules: CourseStructure | None = None
 
     @model_validator(mode="before")
@@ -89,7 +89,7 @@ class LessonEvent(ConsumedEvent):
 
 class LessonStarted(LessonEvent):
     type: Literal["LessonStarted"]
-    started_at: AwareDatetime
+    started_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -101,7 +101,7 @@ class LessonProgressed(LessonEvent):
     so a duplicated or reordered event cannot inflate it."""
 
     type: Literal["LessonProgressed"]
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
     position: int = Field(default=0, ge=0)
     time_spent: int = Field(default=0, ge=0)
     percent_complete: float = Field(default=0.0, ge=0, le=100)
@@ -115,7 +115,7 @@ class LessonCompleted(LessonEvent):
     """The seed's LessonCompleted. ``type`` may be omitted on this one for seed producers."""
 
     type: Literal["LessonCompleted"] = "LessonCompleted"
-    completed_at: AwareDatetime
+    completed_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -159,7 +159,7 @@ class QuizEvent(ConsumedEvent):
 
 class QuizAttemptStarted(QuizEvent):
     type: Literal["QuizAttemptStarted"]
-    started_at: AwareDatetime
+    started_at: EventTime
     total_questions: int = Field(ge=0, le=10_000)
 
     @property
@@ -172,7 +172,7 @@ class QuizQuestionAnswered(QuizEvent):
     ``score`` is the fraction of the question's credit earned (1 or 0 unless partial)."""
 
     type: Literal["QuizQuestionAnswered"]
-    answered_at: AwareDatetime
+    answered_at: EventTime
     question_id: Id
     selected_options: tuple[str, ...] = Field(default=(), max_length=100)
     text_response: str = Field(default="", max_length=20_000)
@@ -193,7 +193,7 @@ class QuizQuestionAnswered(QuizEvent):
 
 class QuizAttemptSubmitted(QuizEvent):
     type: Literal["QuizAttemptSubmitted"]
-    submitted_at: AwareDatetime
+    submitted_at: EventTime
     time_spent: int = Field(default=0, ge=0)  # the attempt's total, in seconds
 
     @property
@@ -203,7 +203,7 @@ class QuizAttemptSubmitted(QuizEvent):
 
 class QuizAttemptAbandoned(QuizEvent):
     type: Literal["QuizAttemptAbandoned"]
-    abandoned_at: AwareDatetime
+    abandoned_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -231,7 +231,7 @@ class AssignmentContent(AssignmentEvent):
 
 class AssignmentDraftSaved(AssignmentContent):
     type: Literal["AssignmentDraftSaved"]
-    saved_at: AwareDatetime
+    saved_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -243,7 +243,7 @@ class AssignmentSubmissionReceived(AssignmentContent):
     publishes its own AssignmentSubmitted in turn)."""
 
     type: Literal["AssignmentSubmitted"]
-    submitted_at: AwareDatetime
+    submitted_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -252,7 +252,7 @@ class AssignmentSubmissionReceived(AssignmentContent):
 
 class AssignmentGraded(AssignmentEvent):
     type: Literal["AssignmentGraded"]
-    graded_at: AwareDatetime
+    graded_at: EventTime
     score: float = Field(ge=0)
     max_score: float | None = Field(default=None, gt=0)  # else the structure's max_score
     feedback: str = Field(default="", max_length=20_000)
@@ -274,7 +274,7 @@ class ExternalEvidenceRecorded(ConsumedEvent):
     level: int = Field(ge=0, le=100)
     description: str = Field(default="", max_length=2_000)
     url: str = Field(default="", max_length=2_000)
-    recorded_at: AwareDatetime
+    recorded_at: EventTime
 
     @property
     def event_time(self) -> datetime:
@@ -288,7 +288,7 @@ class LearnerProfileUpdated(ConsumedEvent):
     type: Literal["LearnerProfileUpdated"] = "LearnerProfileUpdated"
     user_id: Id
     time_zone: str
-    updated_at: AwareDatetime
+    updated_at: EventTime
 
     @model_validator(mode="after")
     def _known_zone(self) -> Self:

@@ -5,9 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasGenerator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+)
 
 
 def seed_name(field: str) -> str:
@@ -47,6 +56,23 @@ Id = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+@-]*$"),
 ]
+
+# Event times outside these bounds are refused: before the Unix epoch no LMS existed, and a
+# time more than a day ahead of the clock is a producer's clock or unit error (seconds sent
+# as milliseconds), which would otherwise pin LastActivityAt in the future for good.
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_FUTURE_SKEW = timedelta(days=1)
+
+
+def _plausible_event_time(value: datetime) -> datetime:
+    if value < EARLIEST_EVENT_TIME:
+        raise ValueError("time is before the Unix epoch (1970-01-01)")
+    if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        raise ValueError("time is more than a day in the future: check the producer's clock")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_event_time)]
 
 _NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4b59-9a57-2f1e4c0d8e11")
 

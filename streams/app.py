@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
-        # At-least-once with idempotent derivation (docs/reliability.md): every effect of
+        # At-least-once with idempotent derivation (streams/learners.py): every effect of
         # an event is flushed before its offset is committed.
         processing_guarantee="at_least_once",
         producer_acks=-1,

@@ -268,6 +268,21 @@ def test_seed_field_names_are_accepted() -> None:
             "wrong-key",
         ),
         (b"x" * 1_000_001, "oversize"),
+        (
+            b'{"type":"LessonStarted","user_id":"u1","course_id":"c","module_id":"m",'
+            b'"lesson_id":"l","started_at":"2999-01-01T00:00:00Z"}',
+            "invalid",
+        ),
+        (
+            b'{"type":"LessonStarted","user_id":"u1","course_id":"c","module_id":"m",'
+            b'"lesson_id":"l","started_at":"1969-12-31T23:59:59Z"}',
+            "invalid",
+        ),
+        (
+            b'{"type":"LessonProgressed","user_id":"u1","course_id":"c","module_id":"m",'
+            b'"lesson_id":"l","occurred_at":"2026-01-01T00:00:00Z","time_spent":"lots"}',
+            "invalid",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_a_reason(value: bytes, error_type: str) -> None:
