@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     worker_store: str = "rocksdb://"
     worker_data_dir: Path = Path("var/worker")
     worker_web_port: int = 6066
+    # How long a crashed worker keeps its partitions before the group moves them: Faust's
+    # default of 60 s stalls a learner's progress for a minute after every crash.
+    worker_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
 
     # Snapshot sink.
     sink_group_id: str = "lms-progress-sink"

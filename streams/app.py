@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_seconds,
+        broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,
         web_enabled=False,
         key_serializer="raw",
         value_serializer="raw",

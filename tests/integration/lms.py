@@ -142,6 +142,14 @@ async def course_row(pool: AsyncConnectionPool, user: str, course: str) -> dict[
 
 async def published(settings: Settings, topic: str, key: str, settle: float = 2.0) -> list[Any]:
     """Every record on ``topic`` with ``key``, read from the start until quiet for ``settle``."""
+    return await published_for(settings, topic, {key}, settle)
+
+
+async def published_for(
+    settings: Settings, topic: str, keys: set[str], settle: float = 2.0
+) -> list[Any]:
+    """Every record on ``topic`` whose key is one of ``keys``, read as ``published`` does."""
+    wanted = {k.encode() for k in keys}
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -157,7 +165,7 @@ async def published(settings: Settings, topic: str, key: str, settle: float = 2.
             for records in batches.values():
                 if records:
                     idle_since = asyncio.get_running_loop().time()
-                found.extend(r for r in records if r.key == key.encode())
+                found.extend(r for r in records if r.key in wanted)
     finally:
         await consumer.stop()
     return found

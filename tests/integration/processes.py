@@ -31,10 +31,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServiceProcess:
-    def __init__(self, command: str, settings: Settings, log_dir: Path) -> None:
+    def __init__(
+        self, command: str, settings: Settings, log_dir: Path, name: str | None = None
+    ) -> None:
         self.command = command
-        self.log_path = log_dir / f"{command}.log"
+        self.log_path = log_dir / f"{name or command}.log"
         self._log = self.log_path.open("ab")
+        # A restarted process appends to the same log: only what it writes counts.
+        self._log_start = self.log_path.stat().st_size
         progress = Path(sys.executable).parent / "progress"
         self.proc = subprocess.Popen(
             [str(progress), command],
@@ -44,7 +48,9 @@ class ServiceProcess:
         )
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def wait_for_log(self, needle: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

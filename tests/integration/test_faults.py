@@ -1,0 +1,260 @@
+"""Faults mid-stream against real processes and services: the final rows must be exact and
+no once-only event may be missing (a repeat must carry the same id).
+
+These tests run their own worker, sink and API (own topics and groups), so killing them
+does not disturb the session's shared service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from psycopg_pool import AsyncConnectionPool
+
+from service.config import Settings
+from tests.integration.lms import at, published_for
+from tests.integration.processes import ServiceProcess, free_port, wait_for_http
+from tests.integration.support import make_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
+LESSONS = {"m1": ["l1", "l2", "l3"], "m2": ["l4", "l5", "l6"]}
+LEARNERS = 12
+CONVERGE_S = 180.0
+
+
+class Service:
+    """Worker(s), sink and API of one settings, each startable, stoppable and killable."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.processes: dict[str, ServiceProcess] = {}
+
+    def start(self, name: str, settings: Settings | None = None) -> ServiceProcess:
+        command = name.split("-")[0]
+        process = ServiceProcess(command, settings or self.settings, self.log_dir, name)
+        self.processes[name] = process
+        if command == "worker":
+            process.wait_for_log("Worker]: Ready", timeout=120)
+        elif command == "api":
+            s = self.settings
+            wait_for_http(f"http://{s.api_host}:{s.api_port}/healthz", timeout=60)
+        return process
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        self.processes.pop(name).stop(sig)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+@pytest.fixture(scope="module")
+def service_under_fault(
+    tmp_path_factory: pytest.TempPathFactory, pg_pool: AsyncConnectionPool
+) -> Iterator[Service]:
+    data = tmp_path_factory.mktemp("fault-worker")
+    settings = make_settings(api_port=free_port(), worker_data_dir=data / "worker-1")
+    service = Service(settings, tmp_path_factory.mktemp("fault-logs"))
+    try:
+        for name in ("worker", "sink", "api"):
+            service.start(name)
+        yield service
+    finally:
+        service.stop_all()
+
+
+class Cohort:
+    """Learners taking one course: the workload every fault test replays."""
+
+    def __init__(self, settings: Settings) -> None:
+        tag = uuid4().hex[:8]
+        self.settings = settings
+        self.course = f"fc-{tag}"
+        self.users = [f"fu-{tag}-{i}" for i in range(LEARNERS)]
+
+    def events(self) -> list[tuple[str, str, dict[str, Any]]]:
+        t = self.settings.topics
+        modules = [{"id": m, "lessons": [{"id": x} for x in ls]} for m, ls in LESSONS.items()]
+        out: list[tuple[str, str, dict[str, Any]]] = [
+            (
+                t.course_updates,
+                self.course,
+                {"id": self.course, "updated_at": at(0), "modules": modules},
+            )
+        ]
+        for user in self.users:
+            out.append(
+                (
+                    t.enrollments,
+                    user,
+                    {
+                        "id": f"e-{user}",
+                        "course_id": self.course,
+                        "user_id": user,
+                        "enrolled_at": at(1),
+                    },
+                )
+            )
+        minute = 2
+        for module, lessons in LESSONS.items():
+            for lesson in lessons:
+                for user in self.users:
+                    event = {
+                        "user_id": user,
+                        "course_id": self.course,
+                        "module_id": module,
+                        "lesson_id": lesson,
+                        "completed_at": at(minute),
+                    }
+                    out.append((t.lesson_activity, user, event))
+                minute += 1
+        return out
+
+    async def send(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for topic, key, value in events:
+                await producer.send_and_wait(
+                    topic, key=key.encode(), value=json.dumps(value).encode()
+                )
+        finally:
+            await producer.stop()
+
+    async def converged(self, pool: AsyncConnectionPool) -> None:
+        """Every learner completed the course in PostgreSQL, with every lesson counted."""
+        async with asyncio.timeout(CONVERGE_S):
+            while True:
+                async with pool.connection() as conn:
+                    cur = await conn.execute(
+                        "select count(*) from course_progress where course_id = %s"
+                        " and status = 'completed' and completed_lessons = 6"
+                        " and percent_complete = 100",
+                        (self.course,),
+                    )
+                    row = await cur.fetchone()
+                if row and row[0] == LEARNERS:
+                    break
+                await asyncio.sleep(0.5)
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "select count(*), sum(completed_lessons) from user_progress"
+                " where user_id = any(%s)",
+                (self.users,),
+            )
+            assert await cur.fetchone() == (LEARNERS, LEARNERS * 6)
+            cur = await conn.execute(
+                "select count(*) from lesson_progress"
+                " where course_id = %s and status = 'completed'",
+                (self.course,),
+            )
+            assert await cur.fetchone() == (LEARNERS * 6,)
+
+    async def completions_once_each(self) -> None:
+        """Each learner's CourseCompleted is there; a repeat carries the same id."""
+        topic = self.settings.topics.course_completed
+        records = await published_for(self.settings, topic, set(self.users), 1.0)
+        ids: dict[str, set[str]] = {user: set() for user in self.users}
+        for record in records:
+            ids[record.key.decode()].add(json.loads(record.value)["event_id"])
+        assert {user: len(found) for user, found in ids.items()} == dict.fromkeys(self.users, 1)
+
+
+def _stack(action: str, service: str) -> None:
+    subprocess.run([str(STACK), action, service], check=True, capture_output=True)
+
+
+@asynccontextmanager
+async def stopped(service: str, for_seconds: float) -> AsyncIterator[None]:
+    await asyncio.to_thread(_stack, "down", service)
+    try:
+        yield
+        await asyncio.sleep(for_seconds)
+    finally:
+        await asyncio.to_thread(_stack, "up", service)
+
+
+async def test_worker_killed_mid_stream_and_restarted_loses_nothing(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    cohort = Cohort(service_under_fault.settings)
+    events = cohort.events()
+    half = len(events) // 2
+    await cohort.send(events[:half])
+    await asyncio.sleep(1.0)  # let it get going: state, changelogs and snapshots in flight
+    service_under_fault.stop("worker", signal.SIGKILL)
+    await cohort.send(events[half:])
+    await asyncio.to_thread(service_under_fault.start, "worker")
+    await cohort.converged(pg_pool)
+    await cohort.completions_once_each()
+
+
+async def test_second_worker_joining_and_leaving_loses_nothing(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    settings = service_under_fault.settings
+    cohort = Cohort(settings)
+    events = cohort.events()
+    third = len(events) // 3
+    await cohort.send(events[:third])
+    second = settings.model_copy(
+        update={"worker_data_dir": Path(str(settings.worker_data_dir)).parent / "worker-2"}
+    )
+    await asyncio.to_thread(service_under_fault.start, "worker-2", second)
+    await cohort.send(events[third : 2 * third])
+    await asyncio.to_thread(service_under_fault.stop, "worker-2")
+    await cohort.send(events[2 * third :])
+    await cohort.converged(pg_pool)
+    await cohort.completions_once_each()
+
+
+async def test_sink_killed_and_restarted_loses_nothing(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    cohort = Cohort(service_under_fault.settings)
+    events = cohort.events()
+    half = len(events) // 2
+    await cohort.send(events[:half])
+    await asyncio.sleep(0.5)
+    service_under_fault.stop("sink", signal.SIGKILL)
+    await cohort.send(events[half:])
+    await asyncio.sleep(2.0)
+    await asyncio.to_thread(service_under_fault.start, "sink")
+    await cohort.converged(pg_pool)
+
+
+async def test_postgres_stopped_for_30_seconds_loses_nothing(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    cohort = Cohort(service_under_fault.settings)
+    async with stopped("postgres", for_seconds=30):
+        await cohort.send(cohort.events())
+    await cohort.converged(pg_pool)
+    await cohort.completions_once_each()
+
+
+async def test_kafka_broker_restarted_loses_nothing(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    cohort = Cohort(service_under_fault.settings)
+    events = cohort.events()
+    half = len(events) // 2
+    await cohort.send(events[:half])
+    async with stopped("kafka", for_seconds=5):
+        pass
+    await cohort.send(events[half:])
+    await cohort.converged(pg_pool)
+    await cohort.completions_once_each()
