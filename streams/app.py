@@ -33,6 +33,7 @@ from progress.events import (
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
+from streams.topics import DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def create_app(settings: Settings) -> faust.App:
         # an event is flushed before its offset is committed.
         processing_guarantee="at_least_once",
         producer_acks=-1,
+        # Dead letters carry their original message: see streams/topics.py.
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,

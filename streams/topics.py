@@ -6,11 +6,18 @@ import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from service.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+# A dead letter carries its original message in base64 (4/3 of its size) beside the reason:
+# room for any message the broker accepts on an input topic (1 MiB by default).
+DEAD_LETTER_MAX_BYTES = 3_000_000
+DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -22,7 +29,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     keyed_by_user = [*t.learner_inputs, t.catalog_broadcast, *t.published, t.snapshots]
     return [
         *(NewTopic(name, n, 1) for name in keyed_by_user),
-        NewTopic(t.dead_letter, n, 1),
+        NewTopic(t.dead_letter, n, 1, topic_configs=DEAD_LETTER_CONFIG),
         # The newest entry of every catalog stays readable forever.
         *(NewTopic(name, n, 1, topic_configs=compacted) for name in t.catalogs),
     ]
@@ -40,5 +47,10 @@ async def ensure_topics(settings: Settings) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(s.name for s in missing))
+        # Also for a dead-letter topic created before this setting existed.
+        dead_letter = ConfigResource(
+            ConfigResourceType.TOPIC, settings.topics.dead_letter, configs=DEAD_LETTER_CONFIG
+        )
+        await admin.alter_configs([dead_letter])
     finally:
         await admin.close()
