@@ -18,6 +18,7 @@ from progress.events import (
     AssignmentEventT,
     CourseUpdated,
     ExternalEvidenceRecorded,
+    LearnerErasureRequested,
     LearnerProfileUpdated,
     QuizEventT,
     UserEnrolled,
@@ -37,6 +38,7 @@ StreamKind = Literal[
     "assignment-activity",
     "competency-evidence",
     "learner-profiles",
+    "erasure-requests",
     # Catalogs, keyed by the entry's id.
     "course-updates",
     "learning-paths",
@@ -53,6 +55,7 @@ Consumed = (
     | AssignmentEventT
     | ExternalEvidenceRecorded
     | LearnerProfileUpdated
+    | LearnerErasureRequested
     | CatalogEntryT
 )
 
@@ -63,6 +66,7 @@ _PARSERS: dict[StreamKind, Callable[[bytes], Consumed]] = {
     "assignment-activity": assignment_activity_adapter.validate_json,
     "competency-evidence": ExternalEvidenceRecorded.model_validate_json,
     "learner-profiles": LearnerProfileUpdated.model_validate_json,
+    "erasure-requests": LearnerErasureRequested.model_validate_json,
     "course-updates": CourseUpdated.model_validate_json,
     "learning-paths": LearningPathUpdated.model_validate_json,
     "competencies": CompetencyUpdated.model_validate_json,

@@ -303,6 +303,20 @@ class LearnerProfileUpdated(ConsumedEvent):
         return self.updated_at
 
 
+class LearnerErasureRequested(ConsumedEvent):
+    """A right-to-erasure request, on ``lms.erasure-requests`` keyed by user_id: every
+    record of the learner is deleted from the worker's tables, PostgreSQL and Redis."""
+
+    type: Literal["LearnerErasureRequested"] = "LearnerErasureRequested"
+    user_id: Id
+    request_id: str = Field(min_length=1, max_length=128)
+    requested_at: EventTime
+
+    @property
+    def event_time(self) -> datetime:
+        return self.requested_at
+
+
 def _typed(data: Any) -> str:
     if isinstance(data, dict):
         return str(data.get("type") or data.get("Type") or "")
@@ -402,6 +416,19 @@ class CompetencyAcquired(PublishedEvent):
     competency_name: str
     level: int
     acquired_at: datetime
+
+
+class LearnerErased(PublishedEvent):
+    """The learner's records are gone from the worker's tables and are being deleted from
+    PostgreSQL and Redis by the sink. Carries nothing but what identifies the request."""
+
+    user_id: str
+    request_id: str
+    erased_at: datetime
+
+    @staticmethod
+    def id_for(user_id: str, request_id: str) -> str:
+        return stable_id("LearnerErased", user_id, request_id)
 
 
 class DeadLetter(OutputModel):

@@ -7,7 +7,8 @@ PostgreSQL never shows half of an event's effect.
 
 from __future__ import annotations
 
-from typing import Self
+from datetime import datetime
+from typing import Literal, Self
 
 from pydantic import model_validator
 
@@ -75,3 +76,12 @@ class Snapshot(OutputModel):
         for competency in self.user_competencies:
             out.extend(competency.evidence)
         return out
+
+
+class Erasure(OutputModel):
+    """On ``progress.snapshots`` keyed by user_id: delete every row of this learner, in
+    order with the learner's snapshots (same key, same partition)."""
+
+    kind: Literal["erasure"] = "erasure"
+    user_id: str
+    erased_at: datetime

@@ -46,6 +46,10 @@ class Topics(BaseModel):
     def learner_profiles(self) -> str:
         return self._name("lms.learner-profiles")
 
+    @property
+    def erasure_requests(self) -> str:
+        return self._name("lms.erasure-requests")
+
     # Consumed, keyed by the entry's id, compacted: catalogs.
     @property
     def course_updates(self) -> str:
@@ -93,6 +97,10 @@ class Topics(BaseModel):
     def competency_acquired(self) -> str:
         return self._name("progress.competency-acquired")
 
+    @property
+    def learner_erased(self) -> str:
+        return self._name("progress.learner-erased")
+
     # Internal: worker to sink (learner rows by user_id, catalog rows by catalog/<kind>/<id>).
     @property
     def snapshots(self) -> str:
@@ -111,6 +119,7 @@ class Topics(BaseModel):
             self.assignment_activity,
             self.competency_evidence,
             self.learner_profiles,
+            self.erasure_requests,
         )
 
     @property
@@ -126,6 +135,7 @@ class Topics(BaseModel):
             self.assignment_submitted,
             self.achievement_earned,
             self.competency_acquired,
+            self.learner_erased,
         )
 
 

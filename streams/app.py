@@ -26,6 +26,7 @@ from progress.events import (
     AssignmentSubmitted,
     CompetencyAcquired,
     CourseCompleted,
+    LearnerErased,
     ProgressUpdated,
     PublishedEvent,
     QuizCompleted,
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> faust.App:
         AssignmentSubmitted: topic(t.assignment_submitted),
         AchievementEarned: topic(t.achievement_earned),
         CompetencyAcquired: topic(t.competency_acquired),
+        LearnerErased: topic(t.learner_erased),
     }
     catalog_kinds: dict[str, StreamKind] = {
         t.course_updates: "course-updates",

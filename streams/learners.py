@@ -36,6 +36,8 @@ from progress.decode import Consumed, InvalidEvent, StreamKind, decode_event
 from progress.events import (
     CourseUpdated,
     ExternalEvidenceRecorded,
+    LearnerErased,
+    LearnerErasureRequested,
     LearnerProfileUpdated,
     LessonEvent,
     PublishedEvent,
@@ -55,6 +57,7 @@ from progress.outcomes import (
     on_profile,
     on_quiz_activity,
 )
+from progress.snapshots import Erasure
 from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
@@ -99,6 +102,7 @@ class LearnerStream:
             t.assignment_activity: "assignment-activity",
             t.competency_evidence: "competency-evidence",
             t.learner_profiles: "learner-profiles",
+            t.erasure_requests: "erasure-requests",
             t.catalog_broadcast: "catalog-broadcast",
         }
         self.learners = learners
@@ -135,6 +139,9 @@ class LearnerStream:
             return
         if isinstance(event, CatalogEntry):
             await self._apply_catalog(p, event)
+            return
+        if isinstance(event, LearnerErasureRequested):
+            await self._erase(p, event)
             return
         state = self._learner(event.user_id)
         catalog = self._catalog(p)
@@ -205,6 +212,32 @@ class LearnerStream:
             return sorted({u for shard in shards for u in shard})
         return []  # a competency's name or description changes no learner's rows
 
+    async def _erase(self, p: int, event: LearnerErasureRequested) -> None:
+        """Forget the learner: index entries, then state (a changelog tombstone, so a
+        replay cannot bring it back), then have the sink delete the rows.
+
+        Every step runs even if the learner is already gone, so a replay after a crash
+        completes whatever the crash interrupted; the announcement keeps its id.
+        """
+        user_id = event.user_id
+        state = self._learner(user_id)
+        for course_id in state.courses if state else ():
+            self._unindex(p, "members", course_id, user_id)
+        self._unindex(p, "learners", _shard(user_id), user_id)
+        if user_id in self.learners:
+            del self.learners[user_id]
+        key = user_id.encode()
+        erasure = Erasure(user_id=user_id, erased_at=event.requested_at)
+        await self.snapshots.send(key=key, value=erasure.model_dump_json().encode())
+        erased = LearnerErased(
+            event_id=LearnerErased.id_for(user_id, event.request_id),
+            user_id=user_id,
+            request_id=event.request_id,
+            erased_at=event.requested_at,
+        )
+        await self.published[LearnerErased].send(key=key, value=erased.model_dump_json().encode())
+        log.info("erased learner %s (request %s)", user_id, event.request_id)
+
     # ----------------------------------------------------------------- effects
 
     async def _carry_out(self, outcome: Outcome) -> None:
@@ -270,6 +303,13 @@ class LearnerStream:
     def _list(self, p: int, index: str, name: str) -> list[str]:
         found: list[str] = self.indexes.get(partition_key(p, f"{index}/{name}")) or []
         return found
+
+    def _unindex(self, p: int, index: str, name: str, user_id: str) -> None:
+        key = partition_key(p, f"{index}/{name}")
+        listed = self._list(p, index, name)
+        if user_id in listed:
+            self.indexes[key] = [u for u in listed if u != user_id]
+        self._indexed.pop(key, None)
 
     def _index(self, p: int, index: str, name: str, user_id: str) -> None:
         """Add the learner to an index list (course members, or a shard of all learners)."""
