@@ -2,6 +2,8 @@
 cleanup_ctx, so nothing connects before the app starts and everything closes when it stops.
 
 The API reads PostgreSQL and Redis only; it never imports the worker (``streams``) or Faust.
+Its admin endpoints publish catalog entries to Kafka through a ``CatalogPublisher`` whose
+producer starts on the first admin call, so the API starts and serves reads without Kafka.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from aiohttp.typedefs import Handler
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from api.keys import CACHE, PG_POOL, REDIS, SETTINGS
+from api.keys import CACHE, PG_POOL, PUBLISHER, REDIS, SETTINGS
 from api.routes import setup_routes
 from api.views import ApiError
 from service.config import Settings
+from service.publish import CatalogPublisher
 from sinks.cache import ProgressCache, redis_client
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_postgres)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_publisher)
     setup_routes(app)
     return app
 
@@ -105,3 +109,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[CACHE] = ProgressCache(client, settings.cache_ttl_seconds)
     yield
     await client.aclose()
+
+
+async def _publisher(app: web.Application) -> AsyncIterator[None]:
+    # Nothing connects here: the producer starts on the first admin call.
+    publisher = CatalogPublisher(app[SETTINGS])
+    app[PUBLISHER] = publisher
+    yield
+    await publisher.close()

@@ -7,9 +7,11 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from service.config import Settings
+from service.publish import CatalogPublisher
 from sinks.cache import ProgressCache
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", AsyncConnectionPool)
 REDIS = web.AppKey("redis", Redis)
 CACHE = web.AppKey("cache", ProgressCache)
+PUBLISHER = web.AppKey("publisher", CatalogPublisher)

@@ -1,24 +1,41 @@
 """Every SQL query of the API, and the response models they return.
 
-Each read runs in one read-only REPEATABLE READ transaction that also reads the learner's
-version (``user_progress.version``), so the version handed to the cache is the version of
-exactly the rows returned. ``None`` means the learner, or the thing asked for, is unknown.
+Each read of a learner runs in one read-only REPEATABLE READ transaction that also reads the
+learner's version (``user_progress.version``), so the version handed to the cache is the
+version of exactly the rows returned. ``None`` means the learner, or the thing asked for, is
+unknown. Catalog listings are one statement each and leave deleted entries out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, LiteralString, TypeVar
+from typing import Any, Generic, LiteralString, TypeVar
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
-from progress.models import CourseProgress, LessonProgress, ModuleProgress, Row, UserProgress
+from progress.catalog import LearningPathRow
+from progress.models import (
+    Achievement,
+    AssignmentSubmission,
+    Competency,
+    CompetencyEvidence,
+    CourseProgress,
+    LearningPathProgress,
+    LessonProgress,
+    ModuleProgress,
+    QuizAttempt,
+    QuizQuestionResponse,
+    Row,
+    UserAchievement,
+    UserCompetency,
+    UserProgress,
+)
 from progress.schema import OutputModel
 from sinks.postgres import table_columns
 
 T = TypeVar("T")
-R = TypeVar("R", bound=Row)
+R = TypeVar("R", bound=Row | LearningPathRow)
 
 
 class CourseList(OutputModel):
@@ -36,6 +53,61 @@ class ModuleDetail(ModuleProgress):
     lessons: tuple[LessonProgress, ...]
 
 
+class QuizAttemptDetail(QuizAttempt):
+    responses: tuple[QuizQuestionResponse, ...]
+
+
+class QuizAttemptList(OutputModel):
+    user_id: str
+    quiz_attempts: tuple[QuizAttemptDetail, ...]
+
+
+class AssignmentList(OutputModel):
+    user_id: str
+    assignments: tuple[AssignmentSubmission, ...]
+
+
+class LearningPathList(OutputModel):
+    user_id: str
+    learning_paths: tuple[LearningPathProgress, ...]
+
+
+class CompetencyList(OutputModel):
+    user_id: str
+    competencies: tuple[UserCompetency, ...]
+
+
+class EarnedAchievement(UserAchievement):
+    """A UserAchievement with its achievement's name and points from the catalog (``None``
+    if the catalog does not have the achievement)."""
+
+    name: str | None
+    points: int | None
+
+
+class AchievementList(OutputModel):
+    user_id: str
+    achievements: tuple[EarnedAchievement, ...]
+
+
+class CompetencyCatalog(OutputModel):
+    competencies: tuple[Competency, ...]
+    limit: int
+    offset: int
+
+
+class AchievementCatalog(OutputModel):
+    achievements: tuple[Achievement, ...]
+    limit: int
+    offset: int
+
+
+class LearningPathCatalog(OutputModel):
+    learning_paths: tuple[LearningPathRow, ...]
+    limit: int
+    offset: int
+
+
 @dataclass(frozen=True, slots=True)
 class Read(Generic[T]):
     """What was read, and the learner version it was read at."""
@@ -44,7 +116,9 @@ class Read(Generic[T]):
     value: T
 
 
-def _select(model: type[Row], where: LiteralString, order_by: LiteralString = "") -> sql.Composed:
+def _select(
+    model: type[Row] | type[LearningPathRow], where: LiteralString, order_by: LiteralString = ""
+) -> sql.Composed:
     return sql.SQL("select {columns} from {table} where {where}{order_by}").format(
         columns=sql.SQL(", ").join(map(sql.Identifier, table_columns(model))),
         table=sql.Identifier(model.table),
@@ -82,6 +156,56 @@ _LESSON = _select(
     LessonProgress,
     "user_id = %(user_id)s and course_id = %(course_id)s and lesson_id = %(lesson_id)s",
 )
+
+
+# Optional filters are separate statements rather than "(%(x)s is null or x = %(x)s)", so
+# that each keeps a plan that uses the index once psycopg prepares it.
+_ATTEMPT_ORDER: LiteralString = "quiz_id, attempt_number, course_id"
+_QUIZ_ATTEMPTS: dict[tuple[bool, bool], sql.Composed] = {
+    (False, False): _select(QuizAttempt, "user_id = %(user_id)s", _ATTEMPT_ORDER),
+    (True, False): _select(
+        QuizAttempt, "user_id = %(user_id)s and course_id = %(course_id)s", _ATTEMPT_ORDER
+    ),
+    (False, True): _select(
+        QuizAttempt, "user_id = %(user_id)s and quiz_id = %(quiz_id)s", _ATTEMPT_ORDER
+    ),
+    (True, True): _select(
+        QuizAttempt,
+        "user_id = %(user_id)s and course_id = %(course_id)s and quiz_id = %(quiz_id)s",
+        _ATTEMPT_ORDER,
+    ),
+}
+_RESPONSES = _select(
+    QuizQuestionResponse,
+    "user_id = %(user_id)s and quiz_attempt_id = any(%(attempt_ids)s)",
+    "quiz_attempt_id, question_id",
+)
+_ASSIGNMENT_ORDER: LiteralString = "course_id, assignment_id, created_at, id"
+_ASSIGNMENTS = _select(AssignmentSubmission, "user_id = %(user_id)s", _ASSIGNMENT_ORDER)
+_COURSE_ASSIGNMENTS = _select(
+    AssignmentSubmission, "user_id = %(user_id)s and course_id = %(course_id)s", _ASSIGNMENT_ORDER
+)
+_LEARNING_PATHS = _select(LearningPathProgress, "user_id = %(user_id)s", "learning_path_id")
+_COMPETENCIES = _select(UserCompetency, "user_id = %(user_id)s", "competency_id")
+_EVIDENCE = _select(
+    CompetencyEvidence,
+    "user_id = %(user_id)s and user_competency_id = any(%(user_competency_ids)s)",
+    "user_competency_id, created_at, id",
+)
+# Deleted achievements too: an achievement already earned stays earned, with its last name.
+_ACHIEVEMENTS = sql.SQL(
+    "select {columns}, a.name, a.points"
+    " from user_achievements u left join achievements a on a.id = u.achievement_id"
+    " where u.user_id = %(user_id)s order by u.earned_at, u.achievement_id"
+).format(
+    columns=sql.SQL(", ").join(
+        sql.Identifier("u", column) for column in table_columns(UserAchievement)
+    )
+)
+_PAGE: LiteralString = "id limit %(limit)s offset %(offset)s"
+_COMPETENCY_CATALOG = _select(Competency, "not deleted", _PAGE)
+_ACHIEVEMENT_CATALOG = _select(Achievement, "not deleted", _PAGE)
+_LEARNING_PATH_CATALOG = _select(LearningPathRow, "not deleted", _PAGE)
 
 
 async def _begin_snapshot(conn: AsyncConnection) -> None:
@@ -186,6 +310,111 @@ async def lesson(
             return None
         row = await _one(conn, LessonProgress, _LESSON, params)
     return None if row is None else Read(version, row)
+
+
+async def quiz_attempts(
+    conn: AsyncConnection, user_id: str, course_id: str | None, quiz_id: str | None
+) -> Read[QuizAttemptList] | None:
+    params: dict[str, object] = {"user_id": user_id, "course_id": course_id, "quiz_id": quiz_id}
+    query = _QUIZ_ATTEMPTS[course_id is not None, quiz_id is not None]
+    async with conn.transaction():
+        await _begin_snapshot(conn)
+        version = await _learner_version(conn, user_id)
+        if version is None:
+            return None
+        attempts = await _all(conn, QuizAttempt, query, params)
+        responses = await _all(
+            conn,
+            QuizQuestionResponse,
+            _RESPONSES,
+            {"user_id": user_id, "attempt_ids": [attempt.id for attempt in attempts]},
+        )
+    by_attempt: dict[str, list[QuizQuestionResponse]] = {}
+    for response in responses:
+        by_attempt.setdefault(response.quiz_attempt_id, []).append(response)
+    details = tuple(
+        QuizAttemptDetail(**dict(attempt), responses=tuple(by_attempt.get(attempt.id, ())))
+        for attempt in attempts
+    )
+    return Read(version, QuizAttemptList(user_id=user_id, quiz_attempts=details))
+
+
+async def assignments(
+    conn: AsyncConnection, user_id: str, course_id: str | None
+) -> Read[AssignmentList] | None:
+    params: dict[str, object] = {"user_id": user_id, "course_id": course_id}
+    query = _ASSIGNMENTS if course_id is None else _COURSE_ASSIGNMENTS
+    async with conn.transaction():
+        await _begin_snapshot(conn)
+        version = await _learner_version(conn, user_id)
+        if version is None:
+            return None
+        rows = await _all(conn, AssignmentSubmission, query, params)
+    return Read(version, AssignmentList(user_id=user_id, assignments=rows))
+
+
+async def learning_paths(conn: AsyncConnection, user_id: str) -> Read[LearningPathList] | None:
+    async with conn.transaction():
+        await _begin_snapshot(conn)
+        version = await _learner_version(conn, user_id)
+        if version is None:
+            return None
+        rows = await _all(conn, LearningPathProgress, _LEARNING_PATHS, {"user_id": user_id})
+    return Read(version, LearningPathList(user_id=user_id, learning_paths=rows))
+
+
+async def competencies(conn: AsyncConnection, user_id: str) -> Read[CompetencyList] | None:
+    async with conn.transaction():
+        await _begin_snapshot(conn)
+        version = await _learner_version(conn, user_id)
+        if version is None:
+            return None
+        # Dicts, not models: a UserCompetency needs its evidence, read next.
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(_COMPETENCIES, {"user_id": user_id})
+            held: list[dict[str, Any]] = await cursor.fetchall()
+        evidence = await _all(
+            conn,
+            CompetencyEvidence,
+            _EVIDENCE,
+            {"user_id": user_id, "user_competency_ids": [row["id"] for row in held]},
+        )
+    by_competency: dict[str, list[CompetencyEvidence]] = {}
+    for item in evidence:
+        by_competency.setdefault(item.user_competency_id, []).append(item)
+    rows = tuple(UserCompetency(**row, evidence=by_competency.get(row["id"], [])) for row in held)
+    return Read(version, CompetencyList(user_id=user_id, competencies=rows))
+
+
+async def achievements(conn: AsyncConnection, user_id: str) -> Read[AchievementList] | None:
+    async with conn.transaction():
+        await _begin_snapshot(conn)
+        version = await _learner_version(conn, user_id)
+        if version is None:
+            return None
+        async with conn.cursor(row_factory=class_row(EarnedAchievement)) as cursor:
+            await cursor.execute(_ACHIEVEMENTS, {"user_id": user_id})
+            rows = tuple(await cursor.fetchall())
+    return Read(version, AchievementList(user_id=user_id, achievements=rows))
+
+
+async def competency_catalog(conn: AsyncConnection, limit: int, offset: int) -> CompetencyCatalog:
+    rows = await _all(conn, Competency, _COMPETENCY_CATALOG, {"limit": limit, "offset": offset})
+    return CompetencyCatalog(competencies=rows, limit=limit, offset=offset)
+
+
+async def achievement_catalog(conn: AsyncConnection, limit: int, offset: int) -> AchievementCatalog:
+    rows = await _all(conn, Achievement, _ACHIEVEMENT_CATALOG, {"limit": limit, "offset": offset})
+    return AchievementCatalog(achievements=rows, limit=limit, offset=offset)
+
+
+async def learning_path_catalog(
+    conn: AsyncConnection, limit: int, offset: int
+) -> LearningPathCatalog:
+    rows = await _all(
+        conn, LearningPathRow, _LEARNING_PATH_CATALOG, {"limit": limit, "offset": offset}
+    )
+    return LearningPathCatalog(learning_paths=rows, limit=limit, offset=offset)
 
 
 async def ping(conn: AsyncConnection) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import views
+from service.publish import CATALOG_KINDS, DELETABLE_KINDS
+
+# Other kinds are not routes (404); DELETE of a course is not allowed (405).
+_KIND = "{kind:" + "|".join(CATALOG_KINDS) + "}"
+_DELETABLE_KIND = "{kind:" + "|".join(DELETABLE_KINDS) + "}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,5 +22,18 @@ def setup_routes(app: web.Application) -> None:
             web.get("/users/{user_id}/courses/{course_id}", views.course),
             web.get("/users/{user_id}/courses/{course_id}/modules/{module_id}", views.module),
             web.get("/users/{user_id}/courses/{course_id}/lessons/{lesson_id}", views.lesson),
+            web.get("/users/{user_id}/quiz-attempts", views.quiz_attempts),
+            web.get("/users/{user_id}/assignments", views.assignments),
+            web.get("/users/{user_id}/learning-paths", views.learning_paths),
+            web.get("/users/{user_id}/competencies", views.competencies),
+            web.get("/users/{user_id}/achievements", views.achievements),
+            web.get("/catalog/competencies", views.competency_catalog),
+            web.get("/catalog/achievements", views.achievement_catalog),
+            web.get("/catalog/learning-paths", views.learning_path_catalog),
+            # Unauthenticated for now: keep the API off public networks (docs/api.md).
+            web.put(f"/admin/catalog/{_KIND}/{{entry_id}}", views.put_catalog_entry),
+            web.delete(
+                f"/admin/catalog/{_DELETABLE_KIND}/{{entry_id}}", views.delete_catalog_entry
+            ),
         ]
     )

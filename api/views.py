@@ -2,15 +2,19 @@
 
 Reads go to Redis first, then PostgreSQL; what PostgreSQL answered is offered to the cache
 with the learner version it was read at (``sinks.cache.ProgressCache.fill``). Redis is an
-optimisation only: when it fails, the answer comes from PostgreSQL.
+optimisation only: when it fails, the answer comes from PostgreSQL. Catalog listings are not
+cached. Admin calls publish catalog entries to Kafka (``service.publish``) and answer 202:
+the entry reaches PostgreSQL through the worker and the sink, like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar, cast
 
 from aiohttp import web
 from psycopg import AsyncConnection
@@ -18,9 +22,18 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from api import queries
-from api.keys import CACHE, PG_POOL, REDIS
+from api.keys import CACHE, PG_POOL, PUBLISHER, REDIS
 from progress.models import ProgressStatus
-from progress.schema import Id
+from progress.schema import EventTime, Id
+from service.publish import (
+    CatalogEntryT,
+    CatalogKind,
+    CatalogUnavailable,
+    InvalidCatalogEntry,
+    entry_json,
+    tombstone,
+    validate_entry,
+)
 from sinks.cache import Fields
 
 log = logging.getLogger(__name__)
@@ -34,6 +47,7 @@ _STATUS: TypeAdapter[ProgressStatus] = TypeAdapter(ProgressStatus)
 _LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=500)])
 # Bounded so that PostgreSQL never sees an offset it cannot represent.
 _OFFSET: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=2**31 - 1)])
+_EVENT_TIME: TypeAdapter[datetime] = TypeAdapter(EventTime)
 DEFAULT_LIMIT = 100
 
 _READY_TIMEOUT_S = 2.0
@@ -57,6 +71,10 @@ class ApiError(Exception):
     @classmethod
     def not_found(cls, detail: str) -> ApiError:
         return cls(404, "not_found", detail)
+
+    @classmethod
+    def unavailable(cls, detail: str) -> ApiError:
+        return cls(503, "unavailable", detail)
 
 
 # ------------------------------------------------------------------ parameters
@@ -99,17 +117,20 @@ def _json(body: bytes, *, cache: str) -> web.Response:
 async def _read_through(
     request: web.Request,
     user_id: str,
-    field: str,
+    field: str | None,
     read: Callable[[AsyncConnection], Awaitable[queries.Read[M] | None]],
     not_found: str,
 ) -> web.Response:
+    """The answer from the cache's ``field``, else from PostgreSQL, then cached (``None``:
+    Redis is known to be down, go straight to PostgreSQL)."""
     cache = request.app[CACHE]
-    cache_up = True
-    try:
-        cached = await cache.get(user_id, field)
-    except RedisError as exc:
-        log.warning("cache unavailable, answering from PostgreSQL: %r", exc)
-        cached, cache_up = None, False
+    cached = None
+    if field is not None:
+        try:
+            cached = await cache.get(user_id, field)
+        except RedisError as exc:
+            log.warning("cache unavailable, answering from PostgreSQL: %r", exc)
+            field = None
     if cached is not None:
         return _json(cached, cache="hit")
 
@@ -118,7 +139,7 @@ async def _read_through(
     if result is None:
         raise ApiError.not_found(not_found)
     body = result.value.model_dump_json().encode()
-    if cache_up:
+    if field is not None:
         try:
             await cache.fill(user_id, field, result.version, body)
         except RedisError as exc:
@@ -190,6 +211,160 @@ async def lesson(request: web.Request) -> web.Response:
         lambda conn: queries.lesson(conn, user_id, course_id, lesson_id),
         f"no progress for user {user_id!r} in lesson {lesson_id!r} of course {course_id!r}",
     )
+
+
+def _no_progress(user_id: str) -> str:
+    return f"no progress for user {user_id!r}"
+
+
+async def quiz_attempts(request: web.Request) -> web.Response:
+    user_id = _path_id(request, "user_id")
+    course_id = _query_param(request, "course_id", _ID, None)
+    quiz_id = _query_param(request, "quiz_id", _ID, None)
+    return await _read_through(
+        request,
+        user_id,
+        Fields.quiz_attempts(course_id, quiz_id),
+        lambda conn: queries.quiz_attempts(conn, user_id, course_id, quiz_id),
+        _no_progress(user_id),
+    )
+
+
+async def assignments(request: web.Request) -> web.Response:
+    user_id = _path_id(request, "user_id")
+    course_id = _query_param(request, "course_id", _ID, None)
+    return await _read_through(
+        request,
+        user_id,
+        Fields.assignments(course_id),
+        lambda conn: queries.assignments(conn, user_id, course_id),
+        _no_progress(user_id),
+    )
+
+
+async def learning_paths(request: web.Request) -> web.Response:
+    user_id = _path_id(request, "user_id")
+    return await _read_through(
+        request,
+        user_id,
+        Fields.LEARNING_PATHS,
+        lambda conn: queries.learning_paths(conn, user_id),
+        _no_progress(user_id),
+    )
+
+
+async def competencies(request: web.Request) -> web.Response:
+    user_id = _path_id(request, "user_id")
+    return await _read_through(
+        request,
+        user_id,
+        Fields.COMPETENCIES,
+        lambda conn: queries.competencies(conn, user_id),
+        _no_progress(user_id),
+    )
+
+
+async def achievements(request: web.Request) -> web.Response:
+    """Earned achievements with the catalog's name and points: cached under the catalog
+    generation too, so a changed achievement is not answered from an older cached join."""
+    user_id = _path_id(request, "user_id")
+    field: str | None = None
+    try:
+        field = Fields.achievements(await request.app[CACHE].catalog_generation())
+    except RedisError as exc:
+        log.warning("cache unavailable, answering from PostgreSQL: %r", exc)
+    return await _read_through(
+        request,
+        user_id,
+        field,
+        lambda conn: queries.achievements(conn, user_id),
+        _no_progress(user_id),
+    )
+
+
+# ------------------------------------------------------------------ catalog listings
+
+
+async def _listing(
+    request: web.Request, read: Callable[[AsyncConnection, int, int], Awaitable[BaseModel]]
+) -> web.Response:
+    limit = _query_param(request, "limit", _LIMIT, DEFAULT_LIMIT)
+    offset = _query_param(request, "offset", _OFFSET, 0)
+    async with request.app[PG_POOL].connection() as conn:
+        listing = await read(conn, limit, offset)
+    return web.Response(body=listing.model_dump_json().encode(), content_type="application/json")
+
+
+async def competency_catalog(request: web.Request) -> web.Response:
+    return await _listing(request, queries.competency_catalog)
+
+
+async def achievement_catalog(request: web.Request) -> web.Response:
+    return await _listing(request, queries.achievement_catalog)
+
+
+async def learning_path_catalog(request: web.Request) -> web.Response:
+    return await _listing(request, queries.learning_path_catalog)
+
+
+# ------------------------------------------------------------------ admin
+
+
+async def _json_body(request: web.Request, *, required: bool) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise ApiError.bad_request("the body must be a JSON object (the catalog entry)")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError.bad_request(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError.bad_request(f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+async def _publish(request: web.Request, kind: CatalogKind, entry: CatalogEntryT) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    try:
+        published = await publisher.publish(kind, entry)
+    except CatalogUnavailable as exc:
+        log.warning("catalog entry not published: %s", exc)
+        raise ApiError.unavailable(f"the entry was not published: {exc.reason}") from None
+    return web.json_response(
+        {"published": entry_json(published), "topic": publisher.topic(kind)},
+        status=202,
+    )
+
+
+async def put_catalog_entry(request: web.Request) -> web.Response:
+    """Publish the body as the entry ``entry_id`` of ``kind``; 202 once Kafka has it."""
+    kind = cast(CatalogKind, request.match_info["kind"])
+    entry_id = _path_id(request, "entry_id")
+    body = await _json_body(request, required=True)
+    try:
+        entry = validate_entry(kind, body, entry_id=entry_id)
+    except InvalidCatalogEntry as exc:
+        raise ApiError.bad_request(f"invalid {kind} entry: {exc}") from None
+    return await _publish(request, kind, entry)
+
+
+async def delete_catalog_entry(request: web.Request) -> web.Response:
+    """Publish a tombstone for ``entry_id``, as of the body's ``updated_at`` or now."""
+    kind = cast(CatalogKind, request.match_info["kind"])
+    entry_id = _path_id(request, "entry_id")
+    body = await _json_body(request, required=False)
+    updated_at = None
+    if body.get("updated_at") is not None:
+        try:
+            updated_at = _EVENT_TIME.validate_python(body["updated_at"])
+        except ValidationError as exc:
+            raise ApiError.bad_request(f"updated_at is invalid: {_reason(exc)}") from None
+    return await _publish(request, kind, tombstone(kind, entry_id, updated_at))
+
+
+# ------------------------------------------------------------------ health
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -5,6 +5,8 @@
     progress sink     snapshots -> PostgreSQL, then Redis
     progress api      the aiohttp query API
     progress demo     a built-in demo stream, watched through the API
+    progress catalog <kind> <file.json>
+                      publish catalog entries (one, or a JSON list) to their topic
 
 Imports are inside the commands so that each process loads only what it runs
 (the API never imports Faust).
@@ -14,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 from service.config import Settings
+from service.publish import CATALOG_KINDS, CatalogKind
 
 
 def _logging(settings: Settings) -> None:
@@ -74,19 +80,100 @@ COMMANDS = {
     "api": _api,
     "demo": _demo,
 }
+_HELP = {
+    "topics": "create the Kafka topics (the other commands do it too)",
+    "worker": "the Faust stream processor",
+    "sink": "snapshots -> PostgreSQL, then Redis",
+    "api": "the aiohttp query API",
+    "demo": "a built-in demo stream, watched through the API",
+}
 
 
-def main(argv: list[str] | None = None) -> None:
+class CommandError(Exception):
+    """A command cannot do what it was asked; the message says why, for the terminal."""
+
+
+def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
+    """Publish every entry of the file, or none: all are validated before any is sent."""
+    from aiokafka.errors import KafkaError
+
+    from service.publish import CatalogPublisher, InvalidCatalogEntry, PublishError, validate_entry
+
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{path} is not JSON: {exc}") from None
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise CommandError(f"{path} holds no entry")
+    entries = []
+    for number, item in enumerate(items, start=1):
+        try:
+            entries.append(validate_entry(kind, item))
+        except InvalidCatalogEntry as exc:
+            where = f"entry {number} of {len(items)}" if isinstance(data, list) else "the entry"
+            named = f" (id {item.get('id')!r})" if isinstance(item, dict) and "id" in item else ""
+            raise CommandError(
+                f"{path}: {where}{named} is invalid, nothing was published: {exc}"
+            ) from None
+
+    try:
+        _topics(settings)
+    except (KafkaError, OSError) as exc:
+        raise CommandError(
+            f"Kafka is not reachable at {settings.kafka_bootstrap}: {exc!r}"
+        ) from None
+
+    async def publish_all() -> None:
+        publisher = CatalogPublisher(settings)
+        try:
+            for entry in entries:
+                await publisher.publish(kind, entry)
+                topic = publisher.topic(kind)
+                print(f"published {kind} {entry.id} {entry.updated_at.isoformat()} to {topic}")
+        finally:
+            await publisher.close()
+
+    try:
+        asyncio.run(publish_all())
+    except PublishError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progress",
         description="LMS learner progress service. Settings come from environment variables "
         "(docs/operations.md).",
     )
-    parser.add_argument("command", choices=sorted(COMMANDS))
-    args = parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name in COMMANDS:
+        commands.add_parser(name, help=_HELP[name])
+    catalog = commands.add_parser(
+        "catalog",
+        help="publish catalog entries from a JSON file",
+        description="Publish the catalog entries of a JSON file (one entry, or a list) to "
+        "the kind's compacted topic, keyed by id. If any entry is invalid, none is published.",
+    )
+    catalog.add_argument("kind", choices=CATALOG_KINDS)
+    catalog.add_argument("file", type=Path, help="a JSON entry, or a JSON list of entries")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     settings = Settings()
     _logging(settings)
-    COMMANDS[args.command](settings)
+    try:
+        if args.command == "catalog":
+            _catalog(settings, args.kind, args.file)
+        else:
+            COMMANDS[args.command](settings)
+    except CommandError as exc:
+        print(f"progress {args.command}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

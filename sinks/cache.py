@@ -13,11 +13,19 @@ from ``Fields``). Two scripts keep the cache neither newer nor older than Postgr
   the sink's advance.
 
 Versions travel as Lua numbers (doubles): exact up to 2**53.
+
+A learner's answers that include catalog data (an earned achievement's name and points) also
+depend on the catalog, which has no learner version. Their field names carry the catalog
+generation, ``progress:catalog:generation``: a token the sink replaces with a new one after
+each batch with catalog rows is committed to PostgreSQL. A reader that reads the new token
+reads PostgreSQL after that commit; one that read the old token fills a field nobody asks
+for any more, dropped with the learner's next advance or expiry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from uuid import uuid4
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -25,6 +33,7 @@ from redis.backoff import NoBackoff
 
 KEY_PREFIX = "progress:user:"
 VERSION_FIELD = "_version"
+CATALOG_GENERATION_KEY = "progress:catalog:generation"
 
 # KEYS: learners' hashes; ARGV: one version per key, then the ttl. Returns how many advanced.
 _ADVANCE = """
@@ -89,6 +98,22 @@ class Fields:
     def lesson(course_id: str, lesson_id: str) -> str:
         return f"lesson/{course_id}/{lesson_id}"
 
+    # "*" is never an id (ids start with a letter or digit): it stands for "any".
+    @staticmethod
+    def quiz_attempts(course_id: str | None, quiz_id: str | None) -> str:
+        return f"quiz-attempts/{course_id or '*'}/{quiz_id or '*'}"
+
+    @staticmethod
+    def assignments(course_id: str | None) -> str:
+        return f"assignments/{course_id or '*'}"
+
+    LEARNING_PATHS = "learning-paths"
+    COMPETENCIES = "competencies"
+
+    @staticmethod
+    def achievements(catalog_generation: str) -> str:
+        return f"achievements/{catalog_generation}"
+
 
 def redis_client(url: str) -> Redis:
     """A client that fails fast: a cache that is down must not stall its caller.
@@ -130,6 +155,21 @@ class ProgressCache:
             keys=[user_key(user_id)], args=[version, field, payload, self._ttl]
         )
         return bool(stored)
+
+    async def new_catalog_generation(self) -> None:
+        """After catalog rows were committed: answers cached with catalog data are stale."""
+        await self._redis.set(CATALOG_GENERATION_KEY, uuid4().hex)
+
+    async def catalog_generation(self) -> str:
+        """The current catalog generation. A Redis without one (new, flushed) gets a new
+        token: an old token is never reused, so no field filled under it is served again."""
+        value: object = await self._redis.get(CATALOG_GENERATION_KEY)
+        if value is None:
+            token = uuid4().hex
+            # NX with GET (Redis 7): the token another caller set first, else ours.
+            value = await self._redis.set(CATALOG_GENERATION_KEY, token, nx=True, get=True)
+            value = token if value is None else value
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def get(self, user_id: str, field: str) -> bytes | None:
         value = await self._redis.hget(user_key(user_id), field)

@@ -1,9 +1,22 @@
 """The snapshot writer: a batch of snapshots into PostgreSQL, in one transaction, idempotently.
 
+A batch mixes learner snapshots (``Snapshot``) and catalog snapshots (``CatalogSnapshot``).
+
 Contract: a row is written only if it is newer than the stored one (a higher ``version`` for
 per-learner rows, a later ``updated_at`` for catalog rows); an older or equal row is a no-op.
 So redelivery, replay and two sinks overlapping during a rebalance all converge on the
 newest rows, and the order in which batches arrive does not matter.
+
+Sets that a newer row replaces as a whole: a course row's modules (modules no longer in the
+course are deleted) and a UserCompetency's evidence (evidence no longer listed is deleted),
+in the same transaction as the rows that replace them, and for good: a replayed older
+snapshot cannot bring them back.
+
+Catalog deletions are soft: a deleted catalog snapshot sets ``deleted`` and moves
+``updated_at`` to the deletion's, keeping the entry's last definition. The row stays as a
+tombstone, so an older definition arriving later loses to it like any older row and cannot
+bring the entry back; a newer definition does (the entry is defined again). Listings leave
+deleted entries out; achievements already earned keep their name and points.
 
 Batching: ``cursor.executemany`` of one fixed ``INSERT ... ON CONFLICT`` statement per table.
 psycopg 3 runs it in pipeline mode (all rows sent without waiting for each answer) and
@@ -19,28 +32,57 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 from psycopg import AsyncConnection, sql
 
+from progress.catalog import CatalogSnapshot, LearningPathRow
 from progress.models import (
     ALL_ROW_MODELS,
+    Achievement,
+    Competency,
     CourseProgress,
-    ModuleProgress,
     Row,
     UserCompetency,
     VersionedRow,
 )
 from progress.snapshots import Snapshot
 
+SinkMessage: TypeAlias = Snapshot | CatalogSnapshot
+CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
+
 # Model fields that are not columns: evidence rows are written to their own table.
-_NOT_COLUMNS: dict[type[Row], frozenset[str]] = {UserCompetency: frozenset({"evidence"})}
+_NOT_COLUMNS: dict[type[Any], frozenset[str]] = {UserCompetency: frozenset({"evidence"})}
+
+# The catalog tables, in the order a batch writes them.
+CATALOG_MODELS: tuple[type[CatalogRow], ...] = (Competency, Achievement, LearningPathRow)
 
 
-def table_columns(model: type[Row]) -> tuple[str, ...]:
+def table_columns(model: type[Row] | type[LearningPathRow]) -> tuple[str, ...]:
     """The columns a model's table has in common with the model, in field order."""
     skip = _NOT_COLUMNS.get(model, frozenset())
     return tuple(name for name in model.model_fields if name not in skip)
+
+
+def _assignments(columns: Iterable[str]) -> list[sql.Composable]:
+    return [
+        sql.SQL("{col} = excluded.{col}").format(col=sql.Identifier(column)) for column in columns
+    ]
+
+
+def _insert(table: str, columns: Sequence[str], *, deleted: bool | None = None) -> sql.Composed:
+    """``insert into table (columns) values (%s, ...)``; with ``deleted`` (catalog tables),
+    that column too, as a constant."""
+    names: list[sql.Composable] = [sql.Identifier(column) for column in columns]
+    values: list[sql.Composable] = [sql.Placeholder()] * len(columns)
+    if deleted is not None:
+        names.append(sql.Identifier("deleted"))
+        values.append(sql.Literal(deleted))
+    return sql.SQL("insert into {table} ({columns}) values ({values})").format(
+        table=sql.Identifier(table),
+        columns=sql.SQL(", ").join(names),
+        values=sql.SQL(", ").join(values),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +96,14 @@ def _build_upsert(model: type[Row]) -> _Upsert:
     table = sql.Identifier(model.table)
     # Per-learner rows order by the learner's version; catalog rows by their updated_at.
     guard = sql.Identifier("version" if issubclass(model, VersionedRow) else "updated_at")
-    updates: list[sql.Composable] = [
-        sql.SQL("{col} = excluded.{col}").format(col=sql.Identifier(column))
-        for column in columns
-        if column != "id"
-    ]
+    updates = _assignments(column for column in columns if column != "id")
     updates.append(sql.SQL("synced_at = now()"))
     statement = sql.SQL(
-        "insert into {table} ({columns}) values ({values})"
-        " on conflict (id) do update set {updates}"
-        " where {table}.{guard} < excluded.{guard}"
+        "{insert} on conflict (id) do update set {updates} where {table}.{guard} < excluded.{guard}"
     ).format(
-        table=table,
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        insert=_insert(model.table, columns),
         updates=sql.SQL(", ").join(updates),
+        table=table,
         guard=guard,
     )
     return _Upsert(columns=columns, statement=statement)
@@ -78,6 +113,67 @@ def _build_upsert(model: type[Row]) -> _Upsert:
 _UPSERTS: Mapping[type[Row], _Upsert] = MappingProxyType(
     {model: _build_upsert(model) for model in ALL_ROW_MODELS}
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _CatalogWrites:
+    columns: tuple[str, ...]
+    define: sql.Composed
+    delete: sql.Composed
+    # Parameters: created_at, id, created_at. None for a table without created_at.
+    backdate: sql.Composed | None
+
+
+def _build_catalog_writes(model: type[CatalogRow]) -> _CatalogWrites:
+    """The writes of a catalog table: a definition, a deletion (a tombstone), a backdate.
+
+    A definition wins over a stored row with an older ``updated_at``, deleted or not. A
+    deletion wins over a row with an older or equal one (on a tie the deletion wins, in
+    whichever order the two arrive) and changes only ``deleted`` and ``updated_at``: the
+    entry's last definition stays, for the achievements already earned. ``created_at`` is
+    the earliest any definition carried, whatever the order they arrive in (the worker
+    stamps each version with that version's time): the backdate, after each definition.
+    """
+    columns = table_columns(model)
+    table = sql.Identifier(model.table)
+    updates = _assignments(column for column in columns if column not in ("id", "created_at"))
+    define = sql.SQL(
+        "{insert} on conflict (id) do update set {updates}, deleted = false, synced_at = now()"
+        " where {table}.updated_at < excluded.updated_at"
+    ).format(
+        insert=_insert(model.table, columns, deleted=False),
+        updates=sql.SQL(", ").join(updates),
+        table=table,
+    )
+    delete = sql.SQL(
+        "{insert} on conflict (id) do update"
+        " set updated_at = excluded.updated_at, deleted = true, synced_at = now()"
+        " where {table}.updated_at < excluded.updated_at"
+        " or ({table}.updated_at = excluded.updated_at and not {table}.deleted)"
+    ).format(insert=_insert(model.table, columns, deleted=True), table=table)
+    backdate = None
+    if "created_at" in columns:
+        backdate = sql.SQL(
+            "update {table} set created_at = %s where id = %s and created_at > %s"
+        ).format(table=table)
+    return _CatalogWrites(columns=columns, define=define, delete=delete, backdate=backdate)
+
+
+_CATALOG_WRITES: Mapping[type[CatalogRow], _CatalogWrites] = MappingProxyType(
+    {model: _build_catalog_writes(model) for model in CATALOG_MODELS}
+)
+
+
+def catalog_row(snapshot: CatalogSnapshot) -> CatalogRow:
+    """The one row a catalog snapshot carries; ValueError if it carries none or several."""
+    rows = [
+        row
+        for row in (snapshot.competency, snapshot.achievement, snapshot.learning_path)
+        if row is not None
+    ]
+    if len(rows) != 1:
+        raise ValueError(f"a catalog snapshot carries exactly one row, this one {len(rows)}")
+    return rows[0]
 
 
 def _is_newer(row: Row, than: Row) -> bool:
@@ -117,18 +213,20 @@ def learner_versions(snapshots: Iterable[Snapshot]) -> dict[str, int]:
     return versions
 
 
-def _params(columns: Sequence[str], row: Row) -> tuple[Any, ...]:
+def _params(columns: Sequence[str], row: Row | LearningPathRow) -> tuple[Any, ...]:
     return tuple(getattr(row, column) for column in columns)
 
 
-async def write_snapshots(conn: AsyncConnection, snapshots: list[Snapshot]) -> dict[str, int]:
-    """Write the snapshots' rows in one transaction; return the highest version per user_id.
+async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]) -> dict[str, int]:
+    """Write the messages' rows in one transaction; return the highest version per user_id.
 
     Rows that lose to the stored ones are skipped by the database, and their learners are
     still listed: advancing the cache to a version it already holds is a no-op.
     """
-    grouped = coalesce(snapshots)
-    if not grouped:
+    learners = [message for message in messages if isinstance(message, Snapshot)]
+    grouped = coalesce(learners)
+    catalogs = [message for message in messages if isinstance(message, CatalogSnapshot)]
+    if not grouped and not catalogs:
         return {}
     async with conn.transaction(), conn.cursor() as cursor:
         # A fixed table order and sorted ids: two sinks overlapping during a rebalance lock
@@ -142,28 +240,55 @@ async def write_snapshots(conn: AsyncConnection, snapshots: list[Snapshot]) -> d
             await cursor.executemany(
                 upsert.statement, [_params(upsert.columns, row) for row in rows]
             )
-        retired = _retired_modules(grouped)
-        if retired:
-            await cursor.executemany(_RETIRE_MODULES, retired)
-    return learner_versions(snapshots)
+        for replace_set, parent in (
+            (_RETIRE_MODULES, CourseProgress),
+            (_WITHDRAW_EVIDENCE, UserCompetency),
+        ):
+            if parent in grouped:
+                await cursor.execute(replace_set, (_parent_ids(grouped, parent),))
+        # One statement per catalog snapshot, each entry's in time order (a deletion after a
+        # definition of the same time): catalog changes are rare, and applying every one in
+        # order keeps an entry's last definition when a batch both redefines and deletes it.
+        for row, deleted in _catalog_order(catalogs):
+            writes = _CATALOG_WRITES[type(row)]
+            statement = writes.delete if deleted else writes.define
+            await cursor.execute(statement, _params(writes.columns, row))
+            if writes.backdate is not None and not deleted:
+                created_at = getattr(row, "created_at")  # noqa: B009
+                await cursor.execute(writes.backdate, (created_at, row.id, created_at))
+    return learner_versions(learners)
 
 
-# A snapshot with a course row carries every module of the course's current structure, so
-# module rows of that learner and course that it does not carry were removed from the course.
+def _catalog_order(snapshots: Iterable[CatalogSnapshot]) -> list[tuple[CatalogRow, bool]]:
+    """Each snapshot's row and whether it deletes it, in table order, then by id (the lock
+    order), then oldest first."""
+    rows = [(catalog_row(snapshot), snapshot.deleted) for snapshot in snapshots]
+    return sorted(
+        rows,
+        key=lambda pair: (
+            CATALOG_MODELS.index(type(pair[0])),
+            pair[0].id,
+            pair[0].updated_at,
+            pair[1],
+        ),
+    )
+
+
+# Sets a newer row replaces as a whole. A course row carries every module of the course's
+# current structure and a UserCompetency its complete evidence, all at the row's version; so
+# once a parent row is stored, child rows of a lower version than the stored parent's were
+# removed (a module dropped from the course, evidence withdrawn). Compared with the stored
+# parent rather than the batch's, a replayed older snapshot cannot bring them back either.
 _RETIRE_MODULES = sql.SQL(
-    "delete from module_progress"
-    " where user_id = %s and course_id = %s and version < %s and not (module_id = any(%s))"
+    "delete from module_progress m using course_progress c"
+    " where c.id = any(%s) and m.user_id = c.user_id and m.course_id = c.course_id"
+    " and m.version < c.version"
+)
+_WITHDRAW_EVIDENCE = sql.SQL(
+    "delete from competency_evidence e using user_competencies u"
+    " where u.id = any(%s) and e.user_competency_id = u.id and e.version < u.version"
 )
 
 
-def _retired_modules(grouped: Mapping[type[Row], list[Row]]) -> list[tuple[Any, ...]]:
-    """Parameters of ``_RETIRE_MODULES``: one per course row, with its current module ids."""
-    current: dict[tuple[str, str, int], list[str]] = {
-        (row.user_id, row.course_id, row.version): []
-        for row in grouped.get(CourseProgress, [])
-        if isinstance(row, CourseProgress)
-    }
-    for row in grouped.get(ModuleProgress, []):
-        if isinstance(row, ModuleProgress):
-            current.get((row.user_id, row.course_id, row.version), []).append(row.module_id)
-    return [(*key, modules) for key, modules in current.items()]
+def _parent_ids(grouped: Mapping[type[Row], list[Row]], model: type[Row]) -> list[str]:
+    return sorted(row.id for row in grouped.get(model, []))

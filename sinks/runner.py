@@ -2,12 +2,15 @@
 
 The order for each batch is the contract (at-least-once, made exact by idempotence):
 
-1. decode the records; one that does not decode is logged with its coordinates, counted and
-   skipped (the worker wrote it, so it is a bug to look at, not input to retry);
+1. decode the records: learner snapshots (``Snapshot``, keyed by user_id) and catalog
+   snapshots (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``);
+   one that does not decode is logged with its coordinates, counted and skipped (the worker
+   wrote it, so it is a bug to look at, not input to retry);
 2. write every row of the batch to PostgreSQL in one transaction, retrying with capped
    exponential backoff for as long as PostgreSQL is unavailable;
-3. advance the Redis cache of every learner the batch touched, retrying the same way, so no
-   reader is served a version older than what PostgreSQL holds;
+3. advance the Redis cache of every learner the batch touched, and start a new catalog
+   generation if the batch had catalog rows, retrying the same way, so no reader is served
+   an answer older than what PostgreSQL holds;
 4. only then commit the batch's offsets.
 
 A stop or crash anywhere before 4 means the batch is read again, which is harmless: an equal
@@ -22,20 +25,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import psycopg
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
-from pydantic import ValidationError
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
+from progress.catalog import CatalogSnapshot
 from progress.snapshots import Snapshot
 from service.config import Settings
 from sinks.cache import ProgressCache, redis_client
 from sinks.migrate import apply_migrations
-from sinks.postgres import write_snapshots
+from sinks.postgres import SinkMessage, catalog_row, write_snapshots
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,39 @@ _FIRST_RETRY_DELAY_S = 0.1
 _REPORT_EVERY_S = 30.0
 # How long a write waits for a pooled connection before it counts as a failed attempt.
 _PG_CONNECTION_TIMEOUT_S = 5.0
+
+
+def _message_kind(data: Any) -> str:
+    # A learner snapshot has no "kind" field; every other message says what it is.
+    if isinstance(data, dict):
+        return str(data.get("kind", "learner"))
+    return "catalog" if isinstance(data, CatalogSnapshot) else "learner"
+
+
+_MESSAGE: TypeAdapter[Snapshot | CatalogSnapshot] = TypeAdapter(
+    Annotated[
+        Annotated[Snapshot, Tag("learner")] | Annotated[CatalogSnapshot, Tag("catalog")],
+        Discriminator(
+            _message_kind,
+            custom_error_type="unknown_snapshot_kind",
+            custom_error_message="unknown snapshot kind: expected a learner or catalog snapshot",
+        ),
+    ]
+)
+
+
+def decode_message(value: bytes | None) -> SinkMessage:
+    """The message in a snapshot-topic record; ValidationError or ValueError if none."""
+    if value is None:
+        raise ValueError("the record has no value")
+    message = _MESSAGE.validate_json(value)
+    if isinstance(message, CatalogSnapshot):
+        catalog_row(message)  # exactly one row
+    return message
+
+
+def _row_count(message: SinkMessage) -> int:
+    return len(message.rows()) if isinstance(message, Snapshot) else 1
 
 
 class _StopRequested(Exception):
@@ -161,33 +198,34 @@ class _Sink:
 
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         started = time.monotonic()
-        snapshots: list[Snapshot] = []
+        messages: list[SinkMessage] = []
         offsets: dict[TopicPartition, int] = {}
         undecodable = 0
         for partition, records in batch.items():
             for record in records:
-                snapshot = self._decode(record)
-                if snapshot is None:
+                message = self._decode(record)
+                if message is None:
                     undecodable += 1
                 else:
-                    snapshots.append(snapshot)
+                    messages.append(message)
             # Undecodable records are committed too: reading them again cannot fix them.
             offsets[partition] = records[-1].offset + 1
 
         versions: dict[str, int] = {}
-        if snapshots:
+        if messages:
             versions = await self._retry(
-                "write to PostgreSQL", lambda: self._write(snapshots), PG_TRANSIENT
+                "write to PostgreSQL", lambda: self._write(messages), PG_TRANSIENT
             )
+        catalogs = any(isinstance(message, CatalogSnapshot) for message in messages)
         advanced = await self._retry(
-            "advance the cache", lambda: self._cache.advance(versions), REDIS_TRANSIENT
+            "advance the cache", lambda: self._advance(versions, catalogs), REDIS_TRANSIENT
         )
         await self._commit(offsets)
 
-        rows = sum(len(snapshot.rows()) for snapshot in snapshots)
+        rows = sum(_row_count(message) for message in messages)
         throughput = self._throughput
         throughput.batches += 1
-        throughput.snapshots += len(snapshots)
+        throughput.snapshots += len(messages)
         throughput.rows += rows
         throughput.undecodable += undecodable
         throughput.undecodable_total += undecodable
@@ -196,7 +234,7 @@ class _Sink:
             " (%d cache entries advanced), %d undecodable, %.1f ms",
             sum(len(records) for records in batch.values()),
             len(batch),
-            len(snapshots),
+            len(messages),
             rows,
             len(versions),
             advanced,
@@ -204,11 +242,9 @@ class _Sink:
             (time.monotonic() - started) * 1000,
         )
 
-    def _decode(self, record: ConsumerRecord[Any, Any]) -> Snapshot | None:
+    def _decode(self, record: ConsumerRecord[Any, Any]) -> SinkMessage | None:
         try:
-            if record.value is None:
-                raise ValueError("the record has no value")
-            return Snapshot.model_validate_json(record.value)
+            return decode_message(record.value)
         except (ValidationError, ValueError) as exc:
             log.error(
                 "undecodable snapshot at %s[%d]@%d, skipped: %s",
@@ -219,9 +255,15 @@ class _Sink:
             )
             return None
 
-    async def _write(self, snapshots: list[Snapshot]) -> dict[str, int]:
+    async def _write(self, messages: list[SinkMessage]) -> dict[str, int]:
         async with self._pool.connection() as conn:
-            return await write_snapshots(conn, snapshots)
+            return await write_snapshots(conn, messages)
+
+    async def _advance(self, versions: dict[str, int], catalogs: bool) -> int:
+        advanced = await self._cache.advance(versions)
+        if catalogs:
+            await self._cache.new_catalog_generation()
+        return advanced
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

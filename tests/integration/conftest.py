@@ -13,17 +13,32 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.app import create_app
+from progress.catalog import CatalogSnapshot
+from progress.snapshots import Snapshot
 from service.config import Settings
 from sinks.migrate import apply_migrations
 from tests.integration.lms import Lms
 from tests.integration.processes import ServiceProcess, free_port, running_service
-from tests.integration.support import create_topics, delete_topics, make_settings, unique_id
+from tests.integration.support import (
+    Http,
+    SinkTask,
+    Sunk,
+    create_topics,
+    delete_topics,
+    make_settings,
+    produce,
+    unique_id,
+    wait_committed,
+)
 
 _REACH_TIMEOUT_S = 10.0
 _START_STACK = "start it with `scripts/stack.sh up`"
@@ -135,3 +150,56 @@ async def api(
     base = f"http://{settings.api_host}:{settings.api_port}"
     async with aiohttp.ClientSession(base) as session:
         yield session
+
+
+# ------------------------------------------------------------------ a sink and an API in-process
+
+
+@pytest.fixture(scope="module")
+async def producer(kafka: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture(scope="module")
+async def admin(kafka: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.kafka_bootstrap)
+    await admin.start()
+    yield admin
+    await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def sink(kafka: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[Settings]:
+    """A sink of the test module's own, on its own snapshot topic and group, apart from the
+    service processes of the pipeline tests. Yields its settings."""
+    own = make_settings()
+    await create_topics(own, own.topics.snapshots)
+    task = SinkTask(own)
+    yield own
+    await task.close()
+    await delete_topics(own)
+
+
+@pytest.fixture(scope="module")
+async def http(settings: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[Http]:
+    """The API in-process on the session's settings (its admin calls publish under the
+    session's topic prefix)."""
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def sunk(sink: Settings, producer: AIOKafkaProducer, admin: AIOKafkaAdminClient) -> Sunk:
+    """Produce snapshots (learner or catalog) and return once the sink has committed them
+    (so written them)."""
+
+    async def sink_them(*messages: Snapshot | CatalogSnapshot) -> None:
+        records = await produce(producer, sink, messages)
+        await wait_committed(admin, sink.sink_group_id, records)
+
+    return sink_them

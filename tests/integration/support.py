@@ -1,12 +1,39 @@
-"""Helpers shared by the integration tests: settings of their own, topics, unique ids."""
+"""Helpers shared by the integration tests: settings of their own, topics, unique ids, and
+snapshots produced to a sink and waited for."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeAlias, TypeVar
 from uuid import uuid4
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+from psycopg_pool import AsyncConnectionPool
 
+from progress.catalog import (
+    AchievementUpdated,
+    CatalogSnapshot,
+    CompetencyUpdated,
+    LearningPathRow,
+    LearningPathUpdated,
+)
+from progress.snapshots import Snapshot
 from service.config import Settings
+from sinks.postgres import catalog_row
+from sinks.runner import run_sink
+
+T = TypeVar("T")
+WAIT_S = 20.0
+
+Http: TypeAlias = TestClient[web.Request, web.Application]
+# Produces snapshots (learner or catalog) and returns once the sink has committed them.
+Sunk: TypeAlias = Callable[..., Awaitable[None]]
 
 # Fewer partitions than production: enough to exercise several, quick to create.
 TEST_PARTITIONS = 3
@@ -56,3 +83,131 @@ async def delete_topics(settings: Settings) -> None:
             await admin.delete_topics(names)
     finally:
         await admin.close()
+
+
+# ------------------------------------------------------------------ polling and PostgreSQL
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], what: str) -> T:
+    """The first truthy result of ``probe``, polled for up to WAIT_S seconds."""
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                result = await probe()
+                if result:
+                    return result
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"timed out after {WAIT_S}s waiting for {what}")
+
+
+async def fetch_one(pool: AsyncConnectionPool, query: str, *params: object) -> Any:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchone()
+
+
+async def fetch_all(pool: AsyncConnectionPool, query: str, *params: object) -> list[Any]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchall()
+
+
+# ------------------------------------------------------------------ the snapshot topic
+
+_CATALOG_KEY_KINDS = {"competencies": "competency", "achievements": "achievement",
+                      "learning_paths": "learning-path"}  # fmt: skip
+
+
+def catalog_snapshot(
+    entry: LearningPathUpdated | CompetencyUpdated | AchievementUpdated,
+) -> CatalogSnapshot:
+    """The catalog snapshot the worker sends for an entry: its row, stamped with the entry's
+    time, and whether the entry is deleted."""
+    if isinstance(entry, CompetencyUpdated):
+        return CatalogSnapshot(competency=entry.row(entry.updated_at), deleted=entry.deleted)
+    if isinstance(entry, AchievementUpdated):
+        return CatalogSnapshot(achievement=entry.row(entry.updated_at), deleted=entry.deleted)
+    path = LearningPathRow(
+        id=entry.id,
+        title=entry.title,
+        description=entry.description,
+        course_ids=list(entry.course_ids),
+        updated_at=entry.updated_at,
+    )
+    return CatalogSnapshot(learning_path=path, deleted=entry.deleted)
+
+
+def snapshot_key(message: Snapshot | CatalogSnapshot) -> str:
+    """The key the worker sends a message with: the user id, or ``catalog/<kind>/<id>``."""
+    if isinstance(message, Snapshot):
+        return message.user_id
+    row = catalog_row(message)
+    return CatalogSnapshot.key_for(_CATALOG_KEY_KINDS[row.table], row.id)
+
+
+async def produce(
+    producer: AIOKafkaProducer, settings: Settings, messages: Iterable[Snapshot | CatalogSnapshot]
+) -> list[RecordMetadata]:
+    return [
+        await producer.send_and_wait(
+            settings.topics.snapshots,
+            key=snapshot_key(message).encode(),
+            value=message.model_dump_json().encode(),
+        )
+        for message in messages
+    ]
+
+
+async def committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
+    offsets = await admin.list_consumer_group_offsets(group)
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def wait_committed(
+    admin: AIOKafkaAdminClient, group: str, records: Iterable[RecordMetadata]
+) -> None:
+    """Until the group has committed past every one of ``records``."""
+    wanted: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        wanted[tp] = max(wanted.get(tp, 0), record.offset + 1)
+
+    async def done() -> bool:
+        have = await committed(admin, group)
+        return all(have.get(tp, -1) >= offset for tp, offset in wanted.items())
+
+    await eventually(done, f"group {group} to commit {wanted}")
+
+
+async def consume_all(settings: Settings, topic: str, count: int) -> list[ConsumerRecord[Any, Any]]:
+    """The first ``count`` records of ``topic``, from the beginning, in partition order."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+    try:
+
+        async def enough() -> bool:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+            return len(records) >= count
+
+        await eventually(enough, f"{count} records on {topic}")
+    finally:
+        await consumer.stop()
+    return records
+
+
+class SinkTask:
+    """``run_sink`` as a task, stopped the way the process stops it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(run_sink(settings, stop=self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        async with asyncio.timeout(WAIT_S):
+            await self.task  # re-raises whatever ended the sink

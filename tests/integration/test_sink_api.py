@@ -7,24 +7,24 @@ Snapshots are built here, as the worker would build them, so these tests need no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
 import redis.exceptions
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import RecordMetadata
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api import queries
 from api.app import create_app
+from progress.catalog import AchievementUpdated, Criterion
 from progress.models import (
     AssignmentSubmission,
     CompetencyEvidence,
@@ -45,18 +45,25 @@ from service.config import Settings
 from sinks import runner
 from sinks.cache import VERSION_FIELD, ProgressCache, user_key
 from sinks.postgres import write_snapshots
-from sinks.runner import run_sink
-from tests.integration.support import create_topics, delete_topics, make_settings
+from tests.integration.support import (
+    WAIT_S,
+    Http,
+    SinkTask,
+    Sunk,
+    catalog_snapshot,
+    committed,
+    fetch_all,
+    fetch_one,
+    produce,
+    wait_committed,
+)
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-Http: TypeAlias = TestClient[web.Request, web.Application]
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 # An Open edX course key: ":" and "+" are valid in ids and must survive URLs and cache fields.
 COURSE = "course-v1:Acme+PY101+2026"
 DONE_COURSE = "course-v1:Acme+GIT100+2026"
-WAIT_S = 20.0
 
 PER_USER_TABLES = (
     "user_progress",
@@ -77,10 +84,16 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def learner_snapshot(user_id: str, version: int, *, lesson_percent: float) -> Snapshot:
+def learner_snapshot(
+    user_id: str,
+    version: int,
+    *,
+    lesson_percent: float,
+    evidence: Iterable[str] = ("q1", "cert-1"),
+) -> Snapshot:
     """A learner two courses in: PY101 half done (its lesson l2 at ``lesson_percent``), GIT100
-    completed; one quiz attempt, one assignment, a learning path, a competency, an achievement.
-    ``version`` doubles as the minute of the last activity."""
+    completed; and every learner-wide table filled (``learner_wide_rows``). ``version``
+    doubles as the minute of the last activity."""
     now = at(version)
     common: dict[str, Any] = {"user_id": user_id, "version": version, "updated_at": now}
     py101_percent = round((100 + lesson_percent) / 3, 2)
@@ -193,8 +206,6 @@ def learner_snapshot(user_id: str, version: int, *, lesson_percent: float) -> Sn
         )
         for module_id, lesson_id, status, percent in lesson_states
     )
-    attempt_id = stable_id("quiz_attempts", user_id, COURSE, "q1", "1")
-    user_competency_id = stable_id("user_competencies", user_id, "python-basics")
     return Snapshot(
         user_id=user_id,
         version=version,
@@ -202,43 +213,76 @@ def learner_snapshot(user_id: str, version: int, *, lesson_percent: float) -> Sn
         course_progress=courses,
         module_progress=modules,
         lesson_progress=lessons,
-        quiz_attempts=(
-            QuizAttempt(
-                id=attempt_id,
-                course_id=COURSE,
-                module_id="m1",
-                lesson_id="l1",
-                quiz_id="q1",
-                status="completed",
-                score=80.0,
-                total_questions=5,
-                correct_answers=4,
-                incorrect_answers=1,
-                unanswered_questions=0,
-                time_spent=240,
-                passed=True,
-                attempt_number=1,
-                started_at=at(0.1),
-                completed_at=at(0.15),
-                created_at=at(0.1),
-                **common,
-            ),
-        ),
-        quiz_question_responses=(
+        **learner_wide_rows(user_id, version, evidence=evidence),
+    )
+
+
+def achievement_ids(user_id: str) -> tuple[str, str]:
+    """The learner's two achievements: ids of their own, since the catalog is shared."""
+    return f"{user_id}.first-lesson", f"{user_id}.first-course"
+
+
+def learner_wide_rows(user_id: str, version: int, *, evidence: Iterable[str]) -> dict[str, Any]:
+    """Two attempts at quiz q1 (failed, then passed) with their responses; a submitted and
+    a graded assignment in two courses; a learning path; competencies python-basics (with
+    ``evidence``: reference ids among q1, a1, cert-1) and git (mastered); two achievements
+    (``achievement_ids``)."""
+    now = at(version)
+    common: dict[str, Any] = {"user_id": user_id, "version": version, "updated_at": now}
+    attempts = tuple(
+        QuizAttempt(
+            id=stable_id("quiz_attempts", user_id, COURSE, "q1", str(number)),
+            course_id=COURSE,
+            module_id="m1",
+            lesson_id="l1",
+            quiz_id="q1",
+            status="completed",
+            score=score,
+            total_questions=5,
+            correct_answers=int(score / 20),
+            incorrect_answers=5 - int(score / 20),
+            unanswered_questions=0,
+            time_spent=240,
+            passed=score >= 70,
+            attempt_number=number,
+            started_at=at(0.1 * number),
+            completed_at=at(0.1 * number + 0.05),
+            created_at=at(0.1 * number),
+            **common,
+        )
+        for number, score in ((1, 40.0), (2, 80.0))
+    )
+    first, second = attempts
+    responses: tuple[tuple[QuizAttempt, str, list[str], str, bool, float], ...] = (
+        (first, "qq1", ["opt-b"], "", False, 0.0),
+        (second, "qq1", ["opt-a", "opt-c"], "", True, 1.0),
+        (second, "qq2", [], "A list comprehension builds a list.", True, 0.5),
+    )
+    python_id = stable_id("user_competencies", user_id, "python-basics")
+    git_id = stable_id("user_competencies", user_id, "git")
+    kinds: dict[str, tuple[Any, str, str]] = {
+        "q1": ("quiz", "Passed the PY101 module 1 quiz", ""),
+        "a1": ("assignment", "Submitted the PY101 assignment", ""),
+        "cert-1": ("external", "PCEP certificate", "https://certs.example.org/pcep/1"),
+    }
+    return {
+        "quiz_attempts": attempts,
+        "quiz_question_responses": tuple(
             QuizQuestionResponse(
-                id=stable_id("quiz_question_responses", attempt_id, "qq1"),
-                quiz_attempt_id=attempt_id,
-                question_id="qq1",
-                selected_options=["opt-a", "opt-c"],
-                text_response="",
-                correct=True,
-                score=1.0,
+                id=stable_id("quiz_question_responses", attempt.id, question),
+                quiz_attempt_id=attempt.id,
+                question_id=question,
+                selected_options=options,
+                text_response=text,
+                correct=correct,
+                score=score,
                 time_spent=35,
-                created_at=at(0.1),
+                created_at=at(0.1 * attempt.attempt_number),
                 **common,
-            ),
+            )
+            for attempt, question, options, text, correct, score in responses
         ),
-        assignment_submissions=(
+        "assignment_submissions": (
             AssignmentSubmission(
                 id=stable_id("assignment_submissions", user_id, COURSE, "a1"),
                 course_id=COURSE,
@@ -259,8 +303,28 @@ def learner_snapshot(user_id: str, version: int, *, lesson_percent: float) -> Sn
                 created_at=at(0.25),
                 **common,
             ),
+            AssignmentSubmission(
+                id=stable_id("assignment_submissions", user_id, DONE_COURSE, "a9"),
+                course_id=DONE_COURSE,
+                module_id="g1",
+                lesson_id="",
+                assignment_id="a9",
+                status="graded",
+                submission_type="text",
+                text_content="git rebase -i HEAD~3",
+                file_url="",
+                link_url="",
+                score=27.0,
+                max_score=30.0,
+                feedback="Squash the fixups too.",
+                graded_by="instructor-7",
+                submitted_at=at(0.35),
+                graded_at=at(0.45),
+                created_at=at(0.35),
+                **common,
+            ),
         ),
-        learning_path_progress=(
+        "learning_path_progress": (
             LearningPathProgress(
                 id=stable_id("learning_path_progress", user_id, "python-dev"),
                 learning_path_id="python-dev",
@@ -276,48 +340,67 @@ def learner_snapshot(user_id: str, version: int, *, lesson_percent: float) -> Sn
                 **common,
             ),
         ),
-        user_competencies=(
+        "user_competencies": (
             UserCompetency(
-                id=user_competency_id,
+                id=git_id,
+                competency_id="git",
+                level=80,
+                status="mastered",
+                evidence=[
+                    CompetencyEvidence(
+                        id=stable_id("competency_evidence", git_id, DONE_COURSE),
+                        user_competency_id=git_id,
+                        type="course",
+                        reference_id=DONE_COURSE,
+                        description="Completed GIT100",
+                        url="",
+                        created_at=at(0.5),
+                        **common,
+                    )
+                ],
+                acquired_at=at(0.5),
+                created_at=at(0.5),
+                **common,
+            ),
+            UserCompetency(
+                id=python_id,
                 competency_id="python-basics",
                 level=40,
                 status="in-progress",
                 evidence=[
                     CompetencyEvidence(
-                        id=stable_id("competency_evidence", user_competency_id, "q1"),
-                        user_competency_id=user_competency_id,
-                        type="quiz",
-                        reference_id="q1",
-                        description="Passed the PY101 module 1 quiz",
-                        url="",
+                        id=stable_id("competency_evidence", python_id, reference),
+                        user_competency_id=python_id,
+                        type=kinds[reference][0],
+                        reference_id=reference,
+                        description=kinds[reference][1],
+                        url=kinds[reference][2],
                         created_at=at(0.15),
                         **common,
                     )
+                    for reference in evidence
                 ],
                 acquired_at=None,
                 created_at=at(0.15),
                 **common,
             ),
         ),
-        user_achievements=(
+        "user_achievements": tuple(
             UserAchievement(
-                id=stable_id("user_achievements", user_id, "first-course"),
-                achievement_id="first-course",
-                earned_at=at(0.5),
-                created_at=at(0.5),
+                id=stable_id("user_achievements", user_id, achievement),
+                achievement_id=achievement,
+                earned_at=earned,
+                created_at=earned,
                 **common,
-            ),
+            )
+            for achievement, earned in zip(
+                achievement_ids(user_id), (at(0.2), at(0.5)), strict=True
+            )
         ),
-    )
+    }
 
 
 # ------------------------------------------------------------------ helpers
-
-
-async def fetch_one(pool: AsyncConnectionPool, query: str, *params: object) -> Any:
-    async with pool.connection() as conn:
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchone()
 
 
 async def lesson_row(pool: AsyncConnectionPool, user_id: str, lesson_id: str) -> Any:
@@ -328,53 +411,6 @@ async def lesson_row(pool: AsyncConnectionPool, user_id: str, lesson_id: str) ->
         user_id,
         lesson_id,
     )
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], what: str) -> T:
-    """The first truthy result of ``probe``, polled for up to WAIT_S seconds."""
-    try:
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                result = await probe()
-                if result:
-                    return result
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"timed out after {WAIT_S}s waiting for {what}")
-
-
-async def produce(
-    producer: AIOKafkaProducer, settings: Settings, snapshots: Iterable[Snapshot]
-) -> list[RecordMetadata]:
-    return [
-        await producer.send_and_wait(
-            settings.topics.snapshots,
-            key=snapshot.user_id.encode(),
-            value=snapshot.model_dump_json().encode(),
-        )
-        for snapshot in snapshots
-    ]
-
-
-async def committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
-    offsets = await admin.list_consumer_group_offsets(group)
-    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-
-
-async def wait_committed(
-    admin: AIOKafkaAdminClient, group: str, records: Iterable[RecordMetadata]
-) -> None:
-    """Until the group has committed past every one of ``records``."""
-    wanted: dict[TopicPartition, int] = {}
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        wanted[tp] = max(wanted.get(tp, 0), record.offset + 1)
-
-    async def done() -> bool:
-        have = await committed(admin, group)
-        return all(have.get(tp, -1) >= offset for tp, offset in wanted.items())
-
-    await eventually(done, f"group {group} to commit {wanted}")
 
 
 class Outage:
@@ -395,71 +431,6 @@ class Outage:
         """Until two attempts failed: the sink retried, and went on not committing."""
         async with asyncio.timeout(WAIT_S):
             await self._failed_twice.wait()
-
-
-class SinkTask:
-    """``run_sink`` as a task, stopped the way the process stops it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(run_sink(settings, stop=self.stop))
-
-    async def close(self) -> None:
-        self.stop.set()
-        async with asyncio.timeout(WAIT_S):
-            await self.task  # re-raises whatever ended the sink
-
-
-# ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-async def producer(kafka: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.kafka_bootstrap, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-@pytest.fixture(scope="module")
-async def admin(kafka: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.kafka_bootstrap)
-    await admin.start()
-    yield admin
-    await admin.close()
-
-
-@pytest.fixture(scope="module")
-async def sink(kafka: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[Settings]:
-    """A sink of this module's own, on its own snapshot topic and group, apart from the
-    service processes of the pipeline tests. Yields its settings."""
-    own = make_settings()
-    await create_topics(own, own.topics.snapshots)
-    task = SinkTask(own)
-    yield own
-    await task.close()
-    await delete_topics(own)
-
-
-@pytest.fixture(scope="module")
-async def http(settings: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[Http]:
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def sunk(
-    sink: Settings, producer: AIOKafkaProducer, admin: AIOKafkaAdminClient
-) -> Callable[..., Awaitable[None]]:
-    """Produce snapshots and return once the sink has committed them (so written them)."""
-
-    async def sink_them(*snapshots: Snapshot) -> None:
-        records = await produce(producer, sink, snapshots)
-        await wait_committed(admin, sink.sink_group_id, records)
-
-    return sink_them
 
 
 # ------------------------------------------------------------------ the writer
@@ -492,7 +463,7 @@ async def test_write_snapshots_keeps_the_highest_version_within_a_batch(
 
 
 async def test_sink_writes_every_table_and_ignores_older_and_duplicate_snapshots(
-    sunk: Callable[..., Awaitable[None]],
+    sunk: Sunk,
     pg_pool: AsyncConnectionPool,
     redis_client: Redis,
     new_id: Callable[[str], str],
@@ -507,12 +478,30 @@ async def test_sink_writes_every_table_and_ignores_older_and_duplicate_snapshots
         ]
         for table in PER_USER_TABLES
     }
-    assert counts == {**dict.fromkeys(PER_USER_TABLES, 1), "course_progress": 2,
-                      "module_progress": 2, "lesson_progress": 3}  # fmt: skip
-    options = await fetch_one(
-        pg_pool, "select selected_options from quiz_question_responses where user_id = %s", user
+    assert counts == {"user_progress": 1, "course_progress": 2, "module_progress": 2,
+                      "lesson_progress": 3, "quiz_attempts": 2, "quiz_question_responses": 3,
+                      "assignment_submissions": 2, "learning_path_progress": 1,
+                      "user_competencies": 2, "competency_evidence": 3,
+                      "user_achievements": 2}  # fmt: skip
+    responses = await fetch_all(
+        pg_pool,
+        "select a.attempt_number, r.question_id, r.selected_options, r.text_response, r.score"
+        " from quiz_question_responses r join quiz_attempts a on a.id = r.quiz_attempt_id"
+        " where r.user_id = %s order by 1, 2",
+        user,
     )
-    assert options == (["opt-a", "opt-c"],)
+    assert responses == [
+        (1, "qq1", ["opt-b"], "", 0.0),
+        (2, "qq1", ["opt-a", "opt-c"], "", 1.0),
+        (2, "qq2", [], "A list comprehension builds a list.", 0.5),
+    ]
+    graded = await fetch_one(
+        pg_pool,
+        "select status, score, max_score, graded_by, graded_at from assignment_submissions"
+        " where user_id = %s and assignment_id = 'a9'",
+        user,
+    )
+    assert graded == ("graded", 27.0, 30.0, "instructor-7", at(0.45))
     version, percent, synced_at = await lesson_row(pg_pool, user, "l2")
     assert (version, percent) == (2, 40.0)
     assert await redis_client.hget(user_key(user), VERSION_FIELD) == b"2"
@@ -521,6 +510,52 @@ async def test_sink_writes_every_table_and_ignores_older_and_duplicate_snapshots
     await sunk(older, v2)  # an older version after a newer one, then a duplicate
     assert await lesson_row(pg_pool, user, "l2") == (2, 40.0, synced_at)
     assert await redis_client.hget(user_key(user), VERSION_FIELD) == b"2"
+
+
+async def test_a_newer_snapshot_replaces_evidence_and_module_sets_for_good(
+    sunk: Sunk, pg_pool: AsyncConnectionPool, new_id: Callable[[str], str]
+) -> None:
+    user = new_id("u")
+
+    async def evidence() -> list[tuple[str, int]]:
+        return await fetch_all(
+            pg_pool,
+            "select e.reference_id, e.version from competency_evidence e"
+            " join user_competencies u on u.id = e.user_competency_id"
+            " where e.user_id = %s and u.competency_id = 'python-basics' order by 1",
+            user,
+        )
+
+    async def modules() -> list[tuple[str, int]]:
+        return await fetch_all(
+            pg_pool,
+            "select module_id, version from module_progress where user_id = %s order by 1",
+            user,
+        )
+
+    v1 = learner_snapshot(user, 1, lesson_percent=10.0, evidence=("q1", "cert-1"))
+    await sunk(v1)
+    assert await evidence() == [("cert-1", 1), ("q1", 1)]
+    assert await modules() == [("m1", 1), ("m2", 1)]
+
+    # v2: the certificate is withdrawn and the assignment counts; module m2 left the course.
+    v2 = learner_snapshot(user, 2, lesson_percent=20.0, evidence=("q1", "a1"))
+    v2 = v2.model_copy(update={"module_progress": v2.module_progress[:1]})
+    await sunk(v2)
+    assert await evidence() == [("a1", 2), ("q1", 2)]
+    assert await modules() == [("m1", 2)]
+
+    # v1 again (a replay, or a second sink overlapping a rebalance): nothing comes back.
+    await sunk(v1)
+    assert await evidence() == [("a1", 2), ("q1", 2)]
+    assert await modules() == [("m1", 2)]
+    git_evidence = await fetch_one(
+        pg_pool,
+        "select count(*) from competency_evidence where user_id = %s and reference_id = %s",
+        user,
+        DONE_COURSE,
+    )
+    assert git_evidence == (1,)  # another competency's evidence is its own set
 
 
 async def test_sink_skips_a_snapshot_it_cannot_decode_and_goes_on(
@@ -598,7 +633,7 @@ async def test_offsets_are_committed_only_after_postgres_and_then_redis_succeed(
 
 
 async def test_api_serves_each_endpoint_from_postgres_then_from_the_cache(
-    sunk: Callable[..., Awaitable[None]], http: Http, new_id: Callable[[str], str]
+    sunk: Sunk, http: Http, new_id: Callable[[str], str]
 ) -> None:
     user = new_id("u")
     snapshot = learner_snapshot(user, 1, lesson_percent=30.0)
@@ -646,8 +681,97 @@ async def test_api_serves_each_endpoint_from_postgres_then_from_the_cache(
             assert await response.json() == body, (url, cache)
 
 
+async def test_api_serves_attempts_assignments_paths_competencies_and_achievements(
+    sunk: Sunk, http: Http, new_id: Callable[[str], str]
+) -> None:
+    user = new_id("u")
+    snapshot = learner_snapshot(user, 1, lesson_percent=30.0, evidence=("q1", "cert-1", "a1"))
+    await sunk(snapshot)
+    attempt1, attempt2 = (a.model_dump(mode="json") for a in snapshot.quiz_attempts)
+    r1, r2a, r2b = (r.model_dump(mode="json") for r in snapshot.quiz_question_responses)
+    a1, a9 = (a.model_dump(mode="json") for a in snapshot.assignment_submissions)
+    git, python = (c.model_dump(mode="json") for c in snapshot.user_competencies)
+    # Evidence in creation order, then by id.
+    python["evidence"].sort(key=lambda e: (e["created_at"], e["id"]))
+    attempts = [{**attempt1, "responses": [r1]}, {**attempt2, "responses": [r2a, r2b]}]
+    # No catalog entries for these achievements: no name, no points.
+    earned = [
+        {**a.model_dump(mode="json"), "name": None, "points": None}
+        for a in snapshot.user_achievements
+    ]
+
+    # "+" in a query string is a space: a course key there is percent-encoded.
+    course, done_course = quote(COURSE, safe=""), quote(DONE_COURSE, safe="")
+    expected = {
+        f"/users/{user}/quiz-attempts": {"user_id": user, "quiz_attempts": attempts},
+        f"/users/{user}/quiz-attempts?course_id={course}&quiz_id=q1": {
+            "user_id": user,
+            "quiz_attempts": attempts,
+        },
+        f"/users/{user}/quiz-attempts?quiz_id=q2": {"user_id": user, "quiz_attempts": []},
+        f"/users/{user}/quiz-attempts?course_id={done_course}": {
+            "user_id": user,
+            "quiz_attempts": [],
+        },
+        f"/users/{user}/assignments": {"user_id": user, "assignments": [a9, a1]},  # by course
+        f"/users/{user}/assignments?course_id={course}": {"user_id": user, "assignments": [a1]},
+        f"/users/{user}/learning-paths": {
+            "user_id": user,
+            "learning_paths": [snapshot.learning_path_progress[0].model_dump(mode="json")],
+        },
+        f"/users/{user}/competencies": {"user_id": user, "competencies": [git, python]},
+        f"/users/{user}/achievements": {"user_id": user, "achievements": earned},
+    }
+    for url, body in expected.items():
+        for cache in ("miss", "hit"):
+            response = await http.get(url)
+            assert response.status == 200, (url, await response.text())
+            assert response.headers["X-Cache"] == cache, url
+            assert await response.json() == body, (url, cache)
+
+
+async def test_earned_achievements_show_the_catalogs_current_name_and_points(
+    sunk: Sunk, http: Http, new_id: Callable[[str], str]
+) -> None:
+    user = new_id("u")
+    first_lesson, first_course = achievement_ids(user)
+
+    def defined(name: str, points: int, minute: float, *, deleted: bool = False) -> Any:
+        return catalog_snapshot(
+            AchievementUpdated(
+                id=first_course,
+                name=name,
+                points=points,
+                criteria=Criterion(kind="course-completed"),
+                updated_at=at(minute),
+                deleted=deleted,
+            )
+        )
+
+    async def earned(cache: str) -> list[tuple[str, str | None, int | None]]:
+        response = await http.get(f"/users/{user}/achievements")
+        assert (response.status, response.headers["X-Cache"]) == (200, cache)
+        body = await response.json()
+        return [(a["achievement_id"], a["name"], a["points"]) for a in body["achievements"]]
+
+    await sunk(defined("First course", 50, 1), learner_snapshot(user, 1, lesson_percent=5.0))
+    expected = [(first_lesson, None, None), (first_course, "First course", 50)]  # by earned_at
+    assert await earned("miss") == expected
+    assert await earned("hit") == expected
+
+    # The catalog changes, the learner does not: the cached join is not served any more.
+    await sunk(defined("Course finisher", 75, 2))
+    expected = [(first_lesson, None, None), (first_course, "Course finisher", 75)]
+    assert await earned("miss") == expected
+    assert await earned("hit") == expected
+
+    # Withdrawn from the catalog: earned stays earned, with its last definition.
+    await sunk(defined("(deleted)", 0, 3, deleted=True))
+    assert await earned("miss") == expected
+
+
 async def test_api_answers_the_new_version_once_the_sink_advanced_the_cache(
-    sunk: Callable[..., Awaitable[None]], http: Http, new_id: Callable[[str], str]
+    sunk: Sunk, http: Http, new_id: Callable[[str], str]
 ) -> None:
     user = new_id("u")
     lesson_url = f"/users/{user}/courses/{COURSE}/lessons/l2"
@@ -694,13 +818,18 @@ async def test_a_fill_read_before_the_sink_advanced_never_reaches_the_cache(
         ("/users/{known}/courses/course-v1:Acme+NOPE+2026", "course"),
         ("/users/{known}/courses/{course}/modules/m9", "module 'm9'"),
         ("/users/{known}/courses/{course}/lessons/l9", "lesson 'l9'"),
+        ("/users/{user}/quiz-attempts?quiz_id=q1", "user"),
+        ("/users/{user}/assignments", "user"),
+        ("/users/{user}/learning-paths", "user"),
+        ("/users/{user}/competencies", "user"),
+        ("/users/{user}/achievements", "user"),
         ("/nowhere", "GET /nowhere"),
     ],
 )
 async def test_api_answers_404_for_what_it_does_not_know(
     path: str,
     detail: str,
-    sunk: Callable[..., Awaitable[None]],
+    sunk: Sunk,
     http: Http,
     new_id: Callable[[str], str],
 ) -> None:
@@ -726,6 +855,12 @@ async def test_api_answers_404_for_what_it_does_not_know(
         ("/users/u-1/courses?limit=501", "limit"),
         ("/users/u-1/courses?limit=ten", "limit"),
         ("/users/u-1/courses?offset=-1", "offset"),
+        ("/users/u-1/quiz-attempts?course_id=c%201", "course_id"),
+        ("/users/u-1/quiz-attempts?quiz_id=-q", "quiz_id"),
+        ("/users/u-1/assignments?course_id=" + "c" * 129, "course_id"),
+        ("/users/bad%20id/learning-paths", "user_id"),
+        ("/users/bad%20id/competencies", "user_id"),
+        ("/users/bad%20id/achievements", "user_id"),
     ],
 )
 async def test_api_answers_400_naming_the_bad_parameter(
@@ -761,7 +896,7 @@ async def test_health_and_readiness(http: Http) -> None:
 
 
 async def test_api_keeps_answering_from_postgres_without_redis(
-    settings: Settings, sunk: Callable[..., Awaitable[None]], new_id: Callable[[str], str]
+    settings: Settings, sunk: Sunk, new_id: Callable[[str], str]
 ) -> None:
     user = new_id("u")
     await sunk(learner_snapshot(user, 1, lesson_percent=10.0))

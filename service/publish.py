@@ -1,0 +1,233 @@
+"""Publishing catalog entries to their compacted topics: one implementation for the admin API
+and ``progress catalog``.
+
+An entry is validated with its kind's model before anything is sent, and sent keyed by its
+id, which is what the worker checks (``progress.decode``). The producer waits for every
+in-sync replica (``acks="all"``) and is started on first use, so a process holding a
+publisher starts, and serves everything else, while Kafka is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias, get_args
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
+from progress.events import CourseUpdated
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+CatalogKind = Literal["courses", "learning-paths", "competencies", "achievements"]
+CATALOG_KINDS: tuple[CatalogKind, ...] = get_args(CatalogKind)
+# Courses are withdrawn by the Course Service, not here: they have no tombstone.
+DELETABLE_KINDS: tuple[CatalogKind, ...] = ("learning-paths", "competencies", "achievements")
+
+CatalogEntryT: TypeAlias = (
+    CourseUpdated | LearningPathUpdated | CompetencyUpdated | AchievementUpdated
+)
+
+_MODELS: dict[CatalogKind, type[CatalogEntryT]] = {
+    "courses": CourseUpdated,
+    "learning-paths": LearningPathUpdated,
+    "competencies": CompetencyUpdated,
+    "achievements": AchievementUpdated,
+}
+
+# The models require these on every entry, tombstones included; a tombstone's values are
+# never used (the worker and the sink drop a deleted entry's definition).
+_TOMBSTONE_FILLERS: dict[CatalogKind, dict[str, Any]] = {
+    "learning-paths": {},
+    "competencies": {"name": "(deleted)"},
+    "achievements": {"name": "(deleted)", "criteria": {"kind": "first-lesson"}},
+}
+
+# A publish that cannot reach Kafka gives up after this long (aiokafka's default is 40 s).
+_REQUEST_TIMEOUT_MS = 10_000
+
+
+class PublishError(Exception):
+    """Root of this module's errors."""
+
+
+class InvalidCatalogEntry(PublishError, ValueError):
+    """The entry does not validate; the message names the fields and why."""
+
+
+class CatalogUnavailable(PublishError):
+    """Kafka cannot be reached, or the catalog topics do not exist: nothing was published.
+
+    ``reason`` says which without internals (addresses, broker errors), for API clients.
+    """
+
+    def __init__(self, detail: str, reason: str = "Kafka is unavailable") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def topic_for(settings: Settings, kind: CatalogKind) -> str:
+    topics = settings.topics
+    return {
+        "courses": topics.course_updates,
+        "learning-paths": topics.learning_paths,
+        "competencies": topics.competencies,
+        "achievements": topics.achievements,
+    }[kind]
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "entry"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def entry_json(entry: CatalogEntryT) -> dict[str, Any]:
+    """The entry as published: its fields in snake_case, a course's structure spelled as
+    producers send it (``modules`` and ``competencies`` beside the title, docs/events.md)."""
+    data = entry.model_dump(mode="json")
+    if isinstance(entry, CourseUpdated):
+        structure = data.pop("modules")
+        if structure is not None:
+            data["modules"] = structure["modules"]
+            data["competencies"] = structure["competencies"]
+    return data
+
+
+def validate_entry(
+    kind: CatalogKind, data: Mapping[str, Any], *, entry_id: str | None = None
+) -> CatalogEntryT:
+    """The entry as its kind's model; ``type`` is filled in when missing.
+
+    With ``entry_id`` (the id an admin URL names), a missing id is filled in and a different
+    one refused.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidCatalogEntry(f"an entry is a JSON object, not {type(data).__name__}")
+    model = _MODELS[kind]
+    values = dict(data)
+    if not (values.get("type") or values.get("Type")):
+        values["type"] = model.__name__
+    if entry_id is not None and "id" not in values and "ID" not in values:
+        values["id"] = entry_id
+    try:
+        entry = model.model_validate(values)
+    except ValidationError as exc:
+        raise InvalidCatalogEntry(_describe(exc)) from None
+    if entry_id is not None and entry.id != entry_id:
+        raise InvalidCatalogEntry(f"id {entry.id!r} in the entry is not {entry_id!r}, as named")
+    return entry
+
+
+def tombstone(
+    kind: CatalogKind, entry_id: str, updated_at: datetime | None = None
+) -> CatalogEntryT:
+    """The entry that deletes ``entry_id`` as of ``updated_at`` (now if not given)."""
+    if kind not in DELETABLE_KINDS:
+        raise InvalidCatalogEntry(f"{kind} cannot be deleted here")
+    when = updated_at or datetime.now(UTC)
+    return validate_entry(
+        kind,
+        {
+            **_TOMBSTONE_FILLERS[kind],
+            "id": entry_id,
+            "deleted": True,
+            "updated_at": when.isoformat(),
+        },
+    )
+
+
+class CatalogPublisher:
+    """Sends catalog entries to their topics with one producer, started on first use.
+
+    Closing is the owner's job (``close``); a failed start is retried on the next publish.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+
+    def topic(self, kind: CatalogKind) -> str:
+        return topic_for(self._settings, kind)
+
+    async def publish(
+        self, kind: CatalogKind, entry: Mapping[str, Any] | CatalogEntryT
+    ) -> CatalogEntryT:
+        """Validate (unless already a model of ``kind``), send keyed by the entry's id, wait
+        for the broker's acknowledgement; return the entry as published."""
+        if isinstance(entry, Mapping):
+            valid = validate_entry(kind, entry)
+        elif isinstance(entry, _MODELS[kind]):
+            valid = entry
+        else:
+            raise InvalidCatalogEntry(f"a {type(entry).__name__} is not an entry of {kind}")
+        producer = await self._started()
+        try:
+            await producer.send_and_wait(
+                self.topic(kind),
+                key=valid.id.encode(),
+                value=json.dumps(entry_json(valid), separators=(",", ":")).encode(),
+            )
+        except KafkaError as exc:
+            raise CatalogUnavailable(f"Kafka did not take the entry: {exc!r}") from exc
+        log.info("published %s %s to %s", kind, valid.id, self.topic(kind))
+        return valid
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._starting:
+            if self._producer is None:
+                self._producer = await self._start()
+            return self._producer
+
+    async def _start(self) -> AIOKafkaProducer:
+        bootstrap = self._settings.kafka_bootstrap
+        await self._check_topics()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", request_timeout_ms=_REQUEST_TIMEOUT_MS
+        )
+        try:
+            await producer.start()
+        except (KafkaError, OSError) as exc:
+            await producer.stop()
+            raise CatalogUnavailable(f"Kafka is not reachable at {bootstrap}: {exc!r}") from exc
+        return producer
+
+    async def _check_topics(self) -> None:
+        """The catalog topics exist. The broker may create a missing topic on first send, but
+        not compacted, and a catalog topic that is not compacted loses entries with age."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+        except (KafkaError, OSError) as exc:
+            raise CatalogUnavailable(
+                f"Kafka is not reachable at {self._settings.kafka_bootstrap}: {exc!r}"
+            ) from exc
+        finally:
+            await admin.close()
+        missing = [name for name in self._settings.topics.catalogs if name not in existing]
+        if missing:
+            raise CatalogUnavailable(
+                f"catalog topics {', '.join(missing)} do not exist: create them with "
+                "`progress topics`",
+                reason="the catalog topics do not exist",
+            )
