@@ -17,7 +17,16 @@ from aiohttp.typedefs import Handler
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from api.keys import CACHE, PG_POOL, PUBLISHER, REDIS, SETTINGS
+from api.auth import (
+    PUBLIC_PATHS,
+    Authenticator,
+    Forbidden,
+    NoAuth,
+    TokenVerifier,
+    Unauthorized,
+    authorize,
+)
+from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS, SETTINGS
 from api.routes import setup_routes
 from api.views import ApiError
 from service.config import Settings
@@ -33,8 +42,9 @@ _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed"}
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[SETTINGS] = settings
+    app[AUTH] = _authenticator(settings)
     app.cleanup_ctx.append(_postgres)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_publisher)
@@ -73,6 +83,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return web.json_response({"error": "internal"}, status=500)
+
+
+def _authenticator(settings: Settings) -> Authenticator:
+    if settings.api_auth == "off":
+        log.warning("API_AUTH=off: the API answers anyone, as staff (local development only)")
+        return NoAuth()
+    if not settings.api_jwt_key:
+        raise ValueError(
+            "API_AUTH=jwt needs API_JWT_KEY (the token signing key); "
+            "API_AUTH=off turns authentication off for local development"
+        )
+    return TokenVerifier(
+        key=settings.api_jwt_key,
+        algorithms=tuple(a.strip() for a in settings.api_jwt_algorithms.split(",") if a.strip()),
+        issuer=settings.api_jwt_issuer,
+        audience=settings.api_jwt_audience,
+    )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route but health and readiness needs a token allowed to ask for it."""
+    if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
+        return await handler(request)
+    try:
+        principal = request.app[AUTH].principal(request.headers.get("Authorization"))
+        authorize(principal, request.path, request.match_info.get("user_id"))
+    except Unauthorized as exc:
+        raise ApiError.unauthorized(str(exc)) from None
+    except Forbidden as exc:
+        raise ApiError.forbidden(str(exc)) from None
+    return await handler(request)
 
 
 async def _configure_connection(conn: AsyncConnection) -> None:

@@ -6,6 +6,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from api.auth import NoAuth, TokenVerifier
 from service.config import Settings
 from service.publish import CatalogPublisher
 from sinks.cache import ProgressCache
@@ -15,3 +16,4 @@ PG_POOL = web.AppKey("pg_pool", AsyncConnectionPool)
 REDIS = web.AppKey("redis", Redis)
 CACHE = web.AppKey("cache", ProgressCache)
 PUBLISHER = web.AppKey("publisher", CatalogPublisher)
+AUTH = web.AppKey("auth", TokenVerifier | NoAuth)

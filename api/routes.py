@@ -30,10 +30,11 @@ def setup_routes(app: web.Application) -> None:
             web.get("/catalog/competencies", views.competency_catalog),
             web.get("/catalog/achievements", views.achievement_catalog),
             web.get("/catalog/learning-paths", views.learning_path_catalog),
-            # Unauthenticated for now: keep the API off public networks (docs/api.md).
+            # Admin routes need a staff or service token with the right scope (api/auth.py).
             web.put(f"/admin/catalog/{_KIND}/{{entry_id}}", views.put_catalog_entry),
             web.delete(
                 f"/admin/catalog/{_DELETABLE_KIND}/{{entry_id}}", views.delete_catalog_entry
             ),
+            web.delete("/admin/learners/{user_id}", views.erase_learner),
         ]
     )

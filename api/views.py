@@ -69,6 +69,14 @@ class ApiError(Exception):
         return cls(400, "bad_request", detail)
 
     @classmethod
+    def unauthorized(cls, detail: str) -> ApiError:
+        return cls(401, "unauthorized", detail)
+
+    @classmethod
+    def forbidden(cls, detail: str) -> ApiError:
+        return cls(403, "forbidden", detail)
+
+    @classmethod
     def not_found(cls, detail: str) -> ApiError:
         return cls(404, "not_found", detail)
 
@@ -365,6 +373,25 @@ async def delete_catalog_entry(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------ health
+
+
+async def erase_learner(request: web.Request) -> web.Response:
+    """Request the erasure of every record of a learner (202 once Kafka has the request)."""
+    user_id = _path_id(request, "user_id")
+    body = await _json_body(request, required=False)
+    request_id = body.get("request_id")
+    if request_id is not None and (
+        not isinstance(request_id, str) or not 0 < len(request_id) <= 128
+    ):
+        raise ApiError.bad_request("request_id must be a string of 1 to 128 characters")
+    try:
+        erasure = await request.app[PUBLISHER].request_erasure(user_id, request_id)
+    except CatalogUnavailable as exc:
+        log.warning("erasure not requested: %s", exc)
+        raise ApiError.unavailable(f"the erasure was not requested: {exc.reason}") from None
+    return web.json_response(
+        {"requested": erasure.model_dump(mode="json", exclude={"event_id"})}, status=202
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/stack.sh up
 scripts/bootstrap.sh
 
+# The demo's API answers without tokens: local development only (docs/api.md).
+export API_AUTH="${API_AUTH:-off}"
+
 mkdir -p var/log
 pids=()
 stop() {

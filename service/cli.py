@@ -7,6 +7,12 @@
     progress demo     a built-in demo stream, watched through the API
     progress catalog <kind> <file.json>
                       publish catalog entries (one, or a JSON list) to their topic
+    progress erase <user_id>
+                      request the erasure of every record of a learner
+    progress redrive [--error-type T] [--dry-run]
+                      re-send the dead letters that are valid now to their topics
+    progress token <subject> [--role R] [--scope S ...] [--hours H]
+                      mint a bearer token signed with API_JWT_KEY
 
 Imports are inside the commands so that each process loads only what it runs
 (the API never imports Faust).
@@ -142,6 +148,58 @@ def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
         raise CommandError(str(exc)) from None
 
 
+def _erase(settings: Settings, user_id: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from progress.schema import Id
+    from service.publish import CatalogPublisher, PublishError
+
+    try:
+        TypeAdapter(Id).validate_python(user_id)
+    except ValidationError:
+        raise CommandError(f"{user_id!r} is not a valid user id") from None
+
+    async def request() -> str:
+        publisher = CatalogPublisher(settings)
+        try:
+            return (await publisher.request_erasure(user_id)).request_id
+        finally:
+            await publisher.close()
+
+    _topics(settings)
+    try:
+        request_id = asyncio.run(request())
+    except PublishError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"requested erasure of {user_id} (request {request_id})")
+
+
+def _redrive(settings: Settings, error_type: str | None, dry_run: bool) -> None:
+    from service.redrive import redrive
+
+    report = asyncio.run(redrive(settings, error_type=error_type, dry_run=dry_run))
+    for line in report.lines():
+        print(("dry run: " if dry_run else "") + line)
+
+
+def _token(settings: Settings, subject: str, role: str, scopes: list[str], hours: float) -> None:
+    from api.auth import mint_token
+
+    if not settings.api_jwt_key:
+        raise CommandError("API_JWT_KEY is not set: there is no key to sign with")
+    algorithm = settings.api_jwt_algorithms.split(",")[0].strip()
+    print(
+        mint_token(
+            settings.api_jwt_key,
+            subject,
+            role=role,
+            scopes=tuple(scopes),
+            lifetime_seconds=int(hours * 3600),
+            algorithm=algorithm,
+        )
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progress",
@@ -159,6 +217,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     catalog.add_argument("kind", choices=CATALOG_KINDS)
     catalog.add_argument("file", type=Path, help="a JSON entry, or a JSON list of entries")
+    erase = commands.add_parser(
+        "erase",
+        help="request the erasure of every record of a learner",
+        description="Publish a right-to-erasure request: the worker deletes the learner's "
+        "state, the sink their rows and cached answers (docs/reliability.md).",
+    )
+    erase.add_argument("user_id")
+    redrive = commands.add_parser(
+        "redrive",
+        help="re-send the dead letters that are valid now",
+        description="Read the dead-letter topic from the start and re-send to its source "
+        "topic every message that today's rules accept. Re-sending twice changes nothing.",
+    )
+    redrive.add_argument("--error-type", help="only dead letters of this error_type")
+    redrive.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    token = commands.add_parser(
+        "token",
+        help="mint a bearer token signed with API_JWT_KEY",
+        description="For operators and tests: a learner token reads its own progress; "
+        "staff and service tokens what their scopes allow (docs/api.md).",
+    )
+    token.add_argument("subject", help="the user id of a learner, or a name for staff/service")
+    token.add_argument("--role", choices=["learner", "staff", "service"], default="learner")
+    token.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        choices=["progress:read", "catalog:write", "learners:erase"],
+    )
+    token.add_argument("--hours", type=float, default=1.0)
     return parser
 
 
@@ -169,6 +257,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "catalog":
             _catalog(settings, args.kind, args.file)
+        elif args.command == "erase":
+            _erase(settings, args.user_id)
+        elif args.command == "redrive":
+            _redrive(settings, args.error_type, args.dry_run)
+        elif args.command == "token":
+            _token(settings, args.subject, args.role, args.scope, args.hours)
         else:
             COMMANDS[args.command](settings)
     except CommandError as exc:

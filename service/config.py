@@ -8,6 +8,7 @@ lists them all.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -169,6 +170,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     cache_ttl_seconds: int = Field(default=3600, ge=1)
+    # Bearer tokens (api/auth.py). "off" is for local development only: the API then
+    # answers anyone as if they were staff with every scope.
+    api_auth: Literal["jwt", "off"] = "jwt"
+    api_jwt_key: str = Field(default="", repr=False)  # HS256 secret, or a PEM public key
+    api_jwt_algorithms: str = "HS256"  # comma-separated
+    api_jwt_issuer: str | None = None
+    api_jwt_audience: str | None = None
 
     log_level: str = "INFO"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, get_args
@@ -22,7 +23,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
-from progress.events import CourseUpdated
+from progress.events import CourseUpdated, LearnerErasureRequested
 from service.config import Settings
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,27 @@ class CatalogPublisher:
             raise CatalogUnavailable(f"Kafka did not take the entry: {exc!r}") from exc
         log.info("published %s %s to %s", kind, valid.id, self.topic(kind))
         return valid
+
+    async def request_erasure(
+        self, user_id: str, request_id: str | None = None
+    ) -> LearnerErasureRequested:
+        """Ask the worker to erase a learner: published on the erasure topic, keyed by the
+        user id so it is ordered after the learner's earlier events."""
+        request = LearnerErasureRequested(
+            user_id=user_id,
+            request_id=request_id or str(uuid.uuid4()),
+            requested_at=datetime.now(UTC),
+        )
+        producer = await self._started()
+        topic = self._settings.topics.erasure_requests
+        try:
+            await producer.send_and_wait(
+                topic, key=user_id.encode(), value=request.model_dump_json().encode()
+            )
+        except KafkaError as exc:
+            raise CatalogUnavailable(f"Kafka did not take the request: {exc!r}") from exc
+        log.info("requested erasure of learner %s (request %s)", user_id, request.request_id)
+        return request
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -14,6 +14,19 @@ from ``Fields``). Two scripts keep the cache neither newer nor older than Postgr
 
 Versions travel as Lua numbers (doubles): exact up to 2**53.
 
+Erasure: after committing the deletion of a learner's rows, the sink replaces the learner's
+hash with a tombstone, ``erase``: nothing but ``_version`` = ``ERASED_VERSION`` (2**53 - 1,
+higher than any real version and still exact as a double), with the cache TTL. An API reader
+that read PostgreSQL before the deletion holds a real version, so ``fill`` refuses its answer
+(``cached > version``) and the erased data cannot come back into the cache. For the same
+reason ``advance`` refuses every version while the tombstone lives (``cached < version`` never
+holds), including those of the learner coming back with new activity (versions restart at 1
+after an erasure); the sink does not even offer them. Until the tombstone expires the
+learner's answers are not cached and the API reads PostgreSQL for every request, which holds
+the right rows; afterwards the hash is missing and the next ``advance`` or ``fill`` starts it
+again as usual. A reader that stalled between its PostgreSQL read (before the erasure) and its
+fill for longer than the TTL could still cache an old answer: the same bound as any fill.
+
 A learner's answers that include catalog data (an earned achievement's name and points) also
 depend on the catalog, which has no learner version. Their field names carry the catalog
 generation, ``progress:catalog:generation``: a token the sink replaces with a new one after
@@ -24,7 +37,7 @@ for any more, dropped with the learner's next advance or expiry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from uuid import uuid4
 
 from redis.asyncio import Redis
@@ -33,6 +46,8 @@ from redis.backoff import NoBackoff
 
 KEY_PREFIX = "progress:user:"
 VERSION_FIELD = "_version"
+# An erased learner's tombstone version: above every real version, exact as a Lua number.
+ERASED_VERSION = 2**53 - 1
 CATALOG_GENERATION_KEY = "progress:catalog:generation"
 
 # KEYS: learners' hashes; ARGV: one version per key, then the ttl. Returns how many advanced.
@@ -66,6 +81,18 @@ end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
+"""
+
+
+# KEYS: erased learners' hashes; ARGV: the tombstone version, the ttl. Unconditional: the
+# rows are gone from PostgreSQL, so whatever the hash held is gone too. Returns the key count.
+_ERASE = """
+for _, key in ipairs(KEYS) do
+  redis.call('DEL', key)
+  redis.call('HSET', key, '_version', ARGV[1])
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return #KEYS
 """
 
 
@@ -135,6 +162,7 @@ class ProgressCache:
         self._ttl = ttl_seconds
         self._advance = redis.register_script(_ADVANCE)
         self._fill = redis.register_script(_FILL)
+        self._erase = redis.register_script(_ERASE)
 
     async def advance(self, user_versions: Mapping[str, int]) -> int:
         """Move each learner's hash to its committed version, in one atomic round trip.
@@ -146,6 +174,15 @@ class ProgressCache:
         keys = [user_key(user_id) for user_id in user_versions]
         args = [*user_versions.values(), self._ttl]
         return int(await self._advance(keys=keys, args=args))
+
+    async def erase(self, user_ids: Collection[str]) -> int:
+        """After the learners' rows were deleted from PostgreSQL: replace each one's hash
+        with a tombstone that refuses every fill and advance until it expires (see the
+        module's docstring), in one atomic round trip. Idempotent; returns how many."""
+        if not user_ids:
+            return 0
+        keys = [user_key(user_id) for user_id in user_ids]
+        return int(await self._erase(keys=keys, args=[ERASED_VERSION, self._ttl]))
 
     async def fill(self, user_id: str, field: str, version: int, payload: bytes) -> bool:
         """Cache a response read from PostgreSQL at ``version``; False if a newer one won."""

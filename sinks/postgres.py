@@ -1,6 +1,7 @@
 """The snapshot writer: a batch of snapshots into PostgreSQL, in one transaction, idempotently.
 
-A batch mixes learner snapshots (``Snapshot``) and catalog snapshots (``CatalogSnapshot``).
+A batch mixes learner snapshots (``Snapshot``), catalog snapshots (``CatalogSnapshot``) and
+erasures (``Erasure``: delete every row of a learner).
 
 Contract: a row is written only if it is newer than the stored one (a higher ``version`` for
 per-learner rows, a later ``updated_at`` for catalog rows); an older or equal row is a no-op.
@@ -17,6 +18,20 @@ Catalog deletions are soft: a deleted catalog snapshot sets ``deleted`` and move
 tombstone, so an older definition arriving later loses to it like any older row and cannot
 bring the entry back; a newer definition does (the entry is defined again). Listings leave
 deleted entries out; achievements already earned keep their name and points.
+
+Erasures: a learner's messages all travel on one partition (keyed by user_id), and the batch
+lists each partition's messages in offset order, so a learner's erasure stands between the
+snapshots the learner had before it and those of the learner coming back afterwards (their
+versions restart at 1). ``after_erasures`` keeps only the snapshots after each learner's last
+erasure in the batch: the earlier ones describe rows the erasure removes. The transaction then
+deletes every row of the batch's erased learners from each per-learner table first (one
+``user_id = any(%s)`` statement per table) and upserts the kept snapshots after that, so the
+version guard compares a re-created learner's rows with nothing and they are written, whatever
+version the erased rows had. A batch read again (its offsets were not committed) holds the
+same erasure after the same snapshots and ends in the same rows. Only a re-read that the
+consumer cuts at another point can split them: a batch of old snapshots alone writes the
+erased rows again, and the next batch, which starts with the erasure, deletes them again (see
+docs/reliability.md#erasure).
 
 Batching: ``cursor.executemany`` of one fixed ``INSERT ... ON CONFLICT`` statement per table.
 psycopg 3 runs it in pipeline mode (all rows sent without waiting for each answer) and
@@ -46,9 +61,9 @@ from progress.models import (
     UserCompetency,
     VersionedRow,
 )
-from progress.snapshots import Snapshot
+from progress.snapshots import Erasure, Snapshot
 
-SinkMessage: TypeAlias = Snapshot | CatalogSnapshot
+SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | Erasure
 CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
 
 # Model fields that are not columns: evidence rows are written to their own table.
@@ -112,6 +127,20 @@ def _build_upsert(model: type[Row]) -> _Upsert:
 # Built once per table, from the models: pure data, no connection involved.
 _UPSERTS: Mapping[type[Row], _Upsert] = MappingProxyType(
     {model: _build_upsert(model) for model in ALL_ROW_MODELS}
+)
+
+# The per-learner tables (every one has user_id, indexed first), in the order a batch writes
+# them; an erasure deletes from each.
+LEARNER_MODELS: tuple[type[VersionedRow], ...] = tuple(
+    model for model in ALL_ROW_MODELS if issubclass(model, VersionedRow)
+)
+_ERASE: Mapping[type[VersionedRow], sql.Composed] = MappingProxyType(
+    {
+        model: sql.SQL("delete from {table} where user_id = any(%s)").format(
+            table=sql.Identifier(model.table)
+        )
+        for model in LEARNER_MODELS
+    }
 )
 
 
@@ -217,18 +246,45 @@ def _params(columns: Sequence[str], row: Row | LearningPathRow) -> tuple[Any, ..
     return tuple(getattr(row, column) for column in columns)
 
 
+def after_erasures(messages: Sequence[SinkMessage]) -> tuple[list[Snapshot], list[str]]:
+    """The learner snapshots that follow their learner's last erasure in ``messages`` (all
+    of them for a learner without one), in order; and the erased user_ids, sorted.
+
+    ``messages`` must list each learner's messages in partition order, as a batch does.
+    """
+    last_erasure: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        if isinstance(message, Erasure):
+            last_erasure[message.user_id] = index
+    kept = [
+        message
+        for index, message in enumerate(messages)
+        if isinstance(message, Snapshot) and index > last_erasure.get(message.user_id, -1)
+    ]
+    return kept, sorted(last_erasure)
+
+
 async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]) -> dict[str, int]:
     """Write the messages' rows in one transaction; return the highest version per user_id.
+
+    The batch's erasures first delete every row of their learners, then the snapshots that
+    follow each learner's last erasure are written (``after_erasures``): an erased learner
+    is listed only if it came back in the batch, with the version it came back at.
 
     Rows that lose to the stored ones are skipped by the database, and their learners are
     still listed: advancing the cache to a version it already holds is a no-op.
     """
-    learners = [message for message in messages if isinstance(message, Snapshot)]
+    learners, erased = after_erasures(messages)
     grouped = coalesce(learners)
     catalogs = [message for message in messages if isinstance(message, CatalogSnapshot)]
-    if not grouped and not catalogs:
+    if not grouped and not catalogs and not erased:
         return {}
     async with conn.transaction(), conn.cursor() as cursor:
+        # Deletions before any upsert: the kept snapshots come after the erasures, and the
+        # version guard must not compare a re-created learner's rows with erased ones.
+        if erased:
+            for model in LEARNER_MODELS:
+                await cursor.execute(_ERASE[model], (erased,))
         # A fixed table order and sorted ids: two sinks overlapping during a rebalance lock
         # rows in the same order and cannot deadlock each other.
         for model in ALL_ROW_MODELS:

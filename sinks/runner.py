@@ -2,20 +2,27 @@
 
 The order for each batch is the contract (at-least-once, made exact by idempotence):
 
-1. decode the records: learner snapshots (``Snapshot``, keyed by user_id) and catalog
-   snapshots (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``);
-   one that does not decode is logged with its coordinates, counted and skipped (the worker
-   wrote it, so it is a bug to look at, not input to retry);
-2. write every row of the batch to PostgreSQL in one transaction, retrying with capped
-   exponential backoff for as long as PostgreSQL is unavailable;
-3. advance the Redis cache of every learner the batch touched, and start a new catalog
+1. decode the records: learner snapshots (``Snapshot``, keyed by user_id), erasures
+   (``Erasure``, ``"kind": "erasure"``, keyed by user_id) and catalog snapshots
+   (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``), keeping each
+   partition's records in offset order; one that does not decode is logged with its
+   coordinates, counted and skipped (the worker wrote it, so it is a bug to look at, not
+   input to retry);
+2. write the batch to PostgreSQL in one transaction: the erased learners' rows deleted, then
+   every row of the snapshots that follow their learner's erasure, or of every snapshot for a
+   learner without one (``sinks.postgres.after_erasures``); retrying with capped exponential
+   backoff for as long as PostgreSQL is unavailable;
+3. replace the Redis hash of every erased learner with a tombstone that refuses fills, then
+   advance the cache of every other learner the batch touched, and start a new catalog
    generation if the batch had catalog rows, retrying the same way, so no reader is served
-   an answer older than what PostgreSQL holds;
+   an answer older than what PostgreSQL holds, nor an erased one;
 4. only then commit the batch's offsets.
 
 A stop or crash anywhere before 4 means the batch is read again, which is harmless: an equal
-or older version is a no-op in PostgreSQL and in Redis. Any other error (a row PostgreSQL
-refuses, say) is not retried and not skipped: it ends the sink with the offsets uncommitted.
+or older version is a no-op in PostgreSQL and in Redis, and an erasure read again deletes the
+same rows again before its learner's later snapshots are written again. Any other error (a
+row PostgreSQL refuses, say) is not retried and not skipped: it ends the sink with the offsets
+uncommitted.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from progress.catalog import CatalogSnapshot
-from progress.snapshots import Snapshot
+from progress.snapshots import Erasure, Snapshot
 from service.config import Settings
 from sinks.cache import ProgressCache, redis_client
 from sinks.migrate import apply_migrations
@@ -65,16 +72,22 @@ def _message_kind(data: Any) -> str:
     # A learner snapshot has no "kind" field; every other message says what it is.
     if isinstance(data, dict):
         return str(data.get("kind", "learner"))
-    return "catalog" if isinstance(data, CatalogSnapshot) else "learner"
+    if isinstance(data, CatalogSnapshot):
+        return "catalog"
+    return "erasure" if isinstance(data, Erasure) else "learner"
 
 
-_MESSAGE: TypeAdapter[Snapshot | CatalogSnapshot] = TypeAdapter(
+_MESSAGE: TypeAdapter[Snapshot | CatalogSnapshot | Erasure] = TypeAdapter(
     Annotated[
-        Annotated[Snapshot, Tag("learner")] | Annotated[CatalogSnapshot, Tag("catalog")],
+        Annotated[Snapshot, Tag("learner")]
+        | Annotated[CatalogSnapshot, Tag("catalog")]
+        | Annotated[Erasure, Tag("erasure")],
         Discriminator(
             _message_kind,
             custom_error_type="unknown_snapshot_kind",
-            custom_error_message="unknown snapshot kind: expected a learner or catalog snapshot",
+            custom_error_message=(
+                "unknown snapshot kind: expected a learner or catalog snapshot or an erasure"
+            ),
         ),
     ]
 )
@@ -91,6 +104,8 @@ def decode_message(value: bytes | None) -> SinkMessage:
 
 
 def _row_count(message: SinkMessage) -> int:
+    if isinstance(message, Erasure):
+        return 0
     return len(message.rows()) if isinstance(message, Snapshot) else 1
 
 
@@ -106,6 +121,7 @@ class _Throughput:
     batches: int = 0
     snapshots: int = 0
     rows: int = 0
+    erasures: int = 0
     undecodable: int = 0
     undecodable_total: int = 0
 
@@ -115,16 +131,18 @@ class _Throughput:
         if elapsed < _REPORT_EVERY_S:
             return
         log.info(
-            "sink: %.0f rows/s, %.0f snapshots/s (%d batches in %.0fs); undecodable: %d (%d total)",
+            "sink: %.0f rows/s, %.0f snapshots/s (%d batches in %.0fs); erasures: %d;"
+            " undecodable: %d (%d total)",
             self.rows / elapsed,
             self.snapshots / elapsed,
             self.batches,
             elapsed,
+            self.erasures,
             self.undecodable,
             self.undecodable_total,
         )
         self.since = now
-        self.batches = self.snapshots = self.rows = self.undecodable = 0
+        self.batches = self.snapshots = self.rows = self.erasures = self.undecodable = 0
 
 
 async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -217,27 +235,33 @@ class _Sink:
                 "write to PostgreSQL", lambda: self._write(messages), PG_TRANSIENT
             )
         catalogs = any(isinstance(message, CatalogSnapshot) for message in messages)
+        erased = sorted({message.user_id for message in messages if isinstance(message, Erasure)})
         advanced = await self._retry(
-            "advance the cache", lambda: self._advance(versions, catalogs), REDIS_TRANSIENT
+            "advance the cache",
+            lambda: self._advance(versions, erased, catalogs),
+            REDIS_TRANSIENT,
         )
         await self._commit(offsets)
 
         rows = sum(_row_count(message) for message in messages)
         throughput = self._throughput
         throughput.batches += 1
-        throughput.snapshots += len(messages)
+        erasures = sum(isinstance(message, Erasure) for message in messages)
+        throughput.snapshots += len(messages) - erasures
         throughput.rows += rows
+        throughput.erasures += erasures
         throughput.undecodable += undecodable
         throughput.undecodable_total += undecodable
         log.debug(
-            "batch: %d records from %d partitions, %d snapshots, %d rows, %d learners"
-            " (%d cache entries advanced), %d undecodable, %.1f ms",
+            "batch: %d records from %d partitions, %d messages, %d rows, %d learners"
+            " (%d cache entries advanced), %d erased, %d undecodable, %.1f ms",
             sum(len(records) for records in batch.values()),
             len(batch),
             len(messages),
             rows,
             len(versions),
             advanced,
+            len(erased),
             undecodable,
             (time.monotonic() - started) * 1000,
         )
@@ -259,7 +283,14 @@ class _Sink:
         async with self._pool.connection() as conn:
             return await write_snapshots(conn, messages)
 
-    async def _advance(self, versions: dict[str, int], catalogs: bool) -> int:
+    async def _advance(self, versions: dict[str, int], erased: list[str], catalogs: bool) -> int:
+        # Tombstones first. An erased learner that came back in the batch is not advanced:
+        # its tombstone would refuse the version anyway, and the API reads PostgreSQL for it
+        # until the tombstone expires (sinks/cache.py).
+        if erased:
+            await self._cache.erase(erased)
+            gone = set(erased)
+            versions = {user: version for user, version in versions.items() if user not in gone}
         advanced = await self._cache.advance(versions)
         if catalogs:
             await self._cache.new_catalog_generation()

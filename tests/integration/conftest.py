@@ -36,6 +36,7 @@ from tests.integration.support import (
     delete_topics,
     make_settings,
     produce,
+    staff_headers,
     unique_id,
     wait_committed,
 )
@@ -148,7 +149,7 @@ async def api(
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """A client of the running service's API."""
     base = f"http://{settings.api_host}:{settings.api_port}"
-    async with aiohttp.ClientSession(base) as session:
+    async with aiohttp.ClientSession(base, headers=staff_headers()) as session:
         yield session
 
 
@@ -187,7 +188,7 @@ async def sink(kafka: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[S
 async def http(settings: Settings, pg_pool: AsyncConnectionPool) -> AsyncIterator[Http]:
     """The API in-process on the session's settings (its admin calls publish under the
     session's topic prefix)."""
-    client = TestClient(TestServer(create_app(settings)))
+    client = TestClient(TestServer(create_app(settings)), headers=staff_headers())
     await client.start_server()
     yield client
     await client.close()

@@ -26,7 +26,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        env[name.upper()] = str(value)
+        if value is None:
+            env.pop(name.upper(), None)
+        else:
+            env[name.upper()] = str(value)
     return env
 
 

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from psycopg_pool import AsyncConnectionPool
 
+from api.auth import ALL_SCOPES, mint_token
 from progress.catalog import (
     AchievementUpdated,
     CatalogSnapshot,
@@ -44,6 +45,16 @@ def unique_id(prefix: str) -> str:
     return f"{prefix}-{uuid4().hex[:10]}"
 
 
+# The tests' token signing key; every test API checks bearer tokens signed with it.
+TEST_JWT_KEY = "integration-tests-signing-key-0123456789"
+
+
+def staff_headers() -> dict[str, str]:
+    """An Authorization header of a staff token with every scope."""
+    token = mint_token(TEST_JWT_KEY, "test-staff", role="staff", scopes=tuple(sorted(ALL_SCOPES)))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def make_settings(**overrides: object) -> Settings:
     """Settings with a fresh topic prefix and sink group, so each caller has its own topics.
 
@@ -56,6 +67,8 @@ def make_settings(**overrides: object) -> Settings:
         "sink_group_id": f"sink-{run}",
         "sink_batch_timeout_ms": 50,
         "sink_retry_max_seconds": 0.5,
+        "api_auth": "jwt",
+        "api_jwt_key": TEST_JWT_KEY,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

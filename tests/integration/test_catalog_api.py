@@ -41,6 +41,7 @@ from tests.integration.support import (
     delete_topics,
     fetch_one,
     make_settings,
+    staff_headers,
 )
 
 pytestmark = pytest.mark.integration
@@ -185,7 +186,7 @@ async def publishing(kafka: Settings, pg_pool: AsyncConnectionPool) -> AsyncIter
 
 @pytest.fixture(scope="module")
 async def admin_http(publishing: Settings) -> AsyncIterator[Http]:
-    client = TestClient(TestServer(create_app(publishing)))
+    client = TestClient(TestServer(create_app(publishing)), headers=staff_headers())
     await client.start_server()
     yield client
     await client.close()
@@ -395,7 +396,7 @@ async def test_the_api_serves_reads_without_kafka_and_answers_503_to_admin_calls
     pg_pool: AsyncConnectionPool,
 ) -> None:
     no_kafka = make_settings(kafka_bootstrap="127.0.0.1:1")  # nothing listens
-    async with TestClient(TestServer(create_app(no_kafka))) as client:
+    async with TestClient(TestServer(create_app(no_kafka)), headers=staff_headers()) as client:
         response = await client.get("/catalog/competencies?limit=1")
         assert response.status == 200
         body = {"name": "X", "updated_at": "2026-05-01T00:00:00Z"}

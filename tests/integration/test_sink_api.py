@@ -55,6 +55,7 @@ from tests.integration.support import (
     fetch_all,
     fetch_one,
     produce,
+    staff_headers,
     wait_committed,
 )
 
@@ -903,7 +904,7 @@ async def test_api_keeps_answering_from_postgres_without_redis(
     no_redis = Settings(
         **{**settings.model_dump(), "redis_url": "redis://127.0.0.1:1/0"}  # nothing listens
     )
-    async with TestClient(TestServer(create_app(no_redis))) as client:
+    async with TestClient(TestServer(create_app(no_redis)), headers=staff_headers()) as client:
         response = await client.get(f"/users/{user}/progress")
         assert (response.status, response.headers["X-Cache"]) == (200, "miss")
         assert (await response.json())["user_id"] == user
