@@ -11,18 +11,20 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
-from tests.integration.lms import at, published_for
+from tests.integration.lms import at, eventually, published_for
 from tests.integration.processes import ServiceProcess, free_port, wait_for_http
 from tests.integration.support import make_settings
 
@@ -258,3 +260,91 @@ async def test_kafka_broker_restarted_loses_nothing(
     await cohort.send(events[half:])
     await cohort.converged(pg_pool)
     await cohort.completions_once_each()
+
+
+async def test_erasure_removes_the_learners_rows_and_announces_it(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    settings = service_under_fault.settings
+    cohort = Cohort(settings)
+    await cohort.send(cohort.events())
+    await cohort.converged(pg_pool)
+    erased, kept = cohort.users[0], cohort.users[1]
+    request = {
+        "user_id": erased,
+        "request_id": f"req-{erased}",
+        "requested_at": datetime.now(UTC).isoformat(),
+    }
+    await cohort.send([(settings.topics.erasure_requests, erased, request)])
+
+    async def rows_of(user: str) -> int:
+        async with pg_pool.connection() as conn:
+            total = 0
+            for table in ("user_progress", "course_progress", "lesson_progress"):
+                query = sql.SQL("select count(*) from {} where user_id = %s").format(
+                    sql.Identifier(table)
+                )
+                row = await (await conn.execute(query, (user,))).fetchone()
+                total += row[0] if row else 0
+            return total
+
+    await eventually(lambda: _is(rows_of(erased), 0))
+    assert await rows_of(kept) == 1 + 1 + 6
+    announced = await published_for(settings, settings.topics.learner_erased, {erased}, 1.0)
+    assert [json.loads(r.value)["request_id"] for r in announced] == [f"req-{erased}"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: after a kill -9 restart right after an erasure, the learner's old "
+    "state comes back (old version and lessons) once new activity arrives; see the issue note",
+)
+async def test_erased_learner_stays_erased_after_a_worker_restart(
+    service_under_fault: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    settings = service_under_fault.settings
+    cohort = Cohort(settings)
+    await cohort.send(cohort.events())
+    await cohort.converged(pg_pool)
+    erased = cohort.users[0]
+    request = {
+        "user_id": erased,
+        "request_id": f"req-{erased}",
+        "requested_at": datetime.now(UTC).isoformat(),
+    }
+    await cohort.send([(settings.topics.erasure_requests, erased, request)])
+
+    async def rows_of(user: str) -> int:
+        async with pg_pool.connection() as conn:
+            total = 0
+            for table in ("user_progress", "course_progress", "lesson_progress"):
+                query = sql.SQL("select count(*) from {} where user_id = %s").format(
+                    sql.Identifier(table)
+                )
+                row = await (await conn.execute(query, (user,))).fetchone()
+                total += row[0] if row else 0
+            return total
+
+    await eventually(lambda: _is(rows_of(erased), 0))
+    # A restart recovers the tables from their changelogs: the learner must not come back,
+    # and their next event starts them afresh.
+    service_under_fault.stop("worker", signal.SIGKILL)
+    await asyncio.to_thread(service_under_fault.start, "worker")
+    await cohort.send([e for e in cohort.events() if e[1] == erased][:2])  # enrollment, 1 lesson
+
+    async def completed_lessons() -> int | None:
+        async with pg_pool.connection() as conn:
+            cur = await conn.execute(
+                "select completed_lessons from user_progress where user_id = %s", (erased,)
+            )
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    # One lesson, the new one: not the six of before, which did not come back.
+    await eventually(lambda: _is(completed_lessons(), 1))
+    await asyncio.sleep(1.0)
+    assert await completed_lessons() == 1
+
+
+async def _is(probe: Awaitable[object], expected: object) -> bool:
+    return await probe == expected
