@@ -101,6 +101,7 @@ def create_app(settings: Settings) -> faust.App:
         )
 
     learners = table("learners", "LearnerState by user_id")
+    erasures = table("erasures", "time of the learner's last erasure, by user_id")
     courses = table("courses", "KnownCourse by '<partition>/<course_id>'")
     catalog = table("catalog", "catalog entries by id, by '<partition>/<kind>'")
     indexes = table(
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> faust.App:
     learner_stream = LearnerStream(
         settings,
         learners=learners,
+        erasures=erasures,
         courses=courses,
         catalog=catalog,
         indexes=indexes,
@@ -147,9 +149,10 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=30.0)
     async def report() -> None:
         log.info(
-            "processed %d learner events, dead-lettered %d",
+            "processed %d learner events, dead-lettered %d, ignored %d from before an erasure",
             learner_stream.processed,
             dead_letters.count,
+            learner_stream.ignored,
         )
 
     return app

@@ -87,6 +87,7 @@ class LearnerStream:
         settings: Settings,
         *,
         learners: TableT[str, Any],
+        erasures: TableT[str, Any],
         courses: TableT[str, Any],
         catalog: TableT[str, Any],
         indexes: TableT[str, Any],
@@ -106,6 +107,7 @@ class LearnerStream:
             t.catalog_broadcast: "catalog-broadcast",
         }
         self.learners = learners
+        self.erasures = erasures
         self.courses = courses
         self.catalog = catalog
         self.indexes = indexes
@@ -117,6 +119,7 @@ class LearnerStream:
         self._catalogs: dict[int, Catalog] = {}
         self._indexed: dict[str, set[str]] = {}
         self.processed = 0
+        self.ignored = 0
 
     def forget_cached(self) -> None:
         self._catalogs.clear()
@@ -142,6 +145,12 @@ class LearnerStream:
             return
         if isinstance(event, LearnerErasureRequested):
             await self._erase(p, event)
+            return
+        if self._before_erasure(event.user_id, event.event_time):
+            # A late or replayed event from before the learner's erasure: counting it would
+            # bring back what was erased. Input topics are not ordered with each other, so a
+            # replay after a crash can deliver such events after the erasure.
+            self.ignored += 1
             return
         state = self._learner(event.user_id)
         catalog = self._catalog(p)
@@ -226,6 +235,10 @@ class LearnerStream:
         self._unindex(p, "learners", _shard(user_id), user_id)
         if user_id in self.learners:
             del self.learners[user_id]
+        # Kept: the user id and the time of the erasure, nothing of their progress.
+        held = self.erasures.get(user_id)
+        if held is None or datetime.fromisoformat(held) < event.requested_at:
+            self.erasures[user_id] = event.requested_at.isoformat()
         key = user_id.encode()
         erasure = Erasure(user_id=user_id, erased_at=event.requested_at)
         await self.snapshots.send(key=key, value=erasure.model_dump_json().encode())
@@ -272,6 +285,10 @@ class LearnerStream:
         await self.snapshots.send(key=key.encode(), value=snapshot.model_dump_json().encode())
 
     # ----------------------------------------------------------------- table reads
+
+    def _before_erasure(self, user_id: str, at: datetime) -> bool:
+        erased_at = self.erasures.get(user_id)
+        return erased_at is not None and at <= datetime.fromisoformat(erased_at)
 
     def _learner(self, user_id: str) -> LearnerState | None:
         raw = self.learners.get(user_id)
