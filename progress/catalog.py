@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
-from progress.events import ConsumedEvent, CourseUpdated
+from progress.events import ConsumedEvent, CourseUpdated, typed_discriminator
 from progress.models import Achievement, Competency
 from progress.schema import EventTime, Id, InputModel, OutputModel, stable_id
 
@@ -115,19 +115,13 @@ class AchievementUpdated(CatalogEntry):
         )
 
 
-def _catalog_type(data: Any) -> str:
-    if isinstance(data, dict):
-        return str(data.get("type") or data.get("Type") or "")
-    return str(getattr(data, "type", ""))
-
-
 AnyCatalogEntry = Annotated[
     Annotated[CourseUpdated, Tag("CourseUpdated")]
     | Annotated[LearningPathUpdated, Tag("LearningPathUpdated")]
     | Annotated[CompetencyUpdated, Tag("CompetencyUpdated")]
     | Annotated[AchievementUpdated, Tag("AchievementUpdated")],
     Discriminator(
-        _catalog_type,
+        typed_discriminator,
         custom_error_type="unknown_event_type",
         custom_error_message="unknown catalog entry type",
     ),

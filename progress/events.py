@@ -317,7 +317,8 @@ class LearnerErasureRequested(ConsumedEvent):
         return self.requested_at
 
 
-def _typed(data: Any) -> str:
+def typed_discriminator(data: Any) -> str:
+    """The ``type`` (or ``Type``) of an event, which picks its model in a union."""
     if isinstance(data, dict):
         return str(data.get("type") or data.get("Type") or "")
     return str(getattr(data, "type", ""))
@@ -329,7 +330,7 @@ QuizActivity = Annotated[
     | Annotated[QuizAttemptSubmitted, Tag("QuizAttemptSubmitted")]
     | Annotated[QuizAttemptAbandoned, Tag("QuizAttemptAbandoned")],
     Discriminator(
-        _typed,
+        typed_discriminator,
         custom_error_type="unknown_event_type",
         custom_error_message="unknown quiz event type: expected QuizAttemptStarted, "
         "QuizQuestionAnswered, QuizAttemptSubmitted or QuizAttemptAbandoned",
@@ -343,7 +344,7 @@ AssignmentActivity = Annotated[
     | Annotated[AssignmentSubmissionReceived, Tag("AssignmentSubmitted")]
     | Annotated[AssignmentGraded, Tag("AssignmentGraded")],
     Discriminator(
-        _typed,
+        typed_discriminator,
         custom_error_type="unknown_event_type",
         custom_error_message="unknown assignment event type: expected AssignmentDraftSaved, "
         "AssignmentSubmitted or AssignmentGraded",
