@@ -26,6 +26,7 @@ from progress.events import (
     QuizQuestionAnswered,
     UserEnrolled,
 )
+from progress.schema import EARLIEST_EVENT_TIME
 from progress.state import (
     AttemptState,
     CourseState,
@@ -186,7 +187,8 @@ def merge_assignment_event(
             first_seen_at=at,
             last_activity_at=at,
             submission_type=kind,
-            content_at=at,
+            # A grade that arrives first holds no content: any content, even older, wins.
+            content_at=at if isinstance(event, AssignmentContent) else EARLIEST_EVENT_TIME,
         )
     update: dict[str, object] = {
         "first_seen_at": min(submission.first_seen_at, at),

@@ -31,8 +31,6 @@ from hypothesis import strategies as st
 
 from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
 from progress.events import (
-    AssignmentEvent,
-    AssignmentGraded,
     CourseUpdated,
     ExternalEvidenceRecorded,
     LearnerProfileUpdated,
@@ -112,7 +110,6 @@ class Clock:
 
 # Shapes of input that make the core disagree with the oracle (each has a strict xfail test in
 # tests/unit/test_oracle_core.py); ``scenarios()`` leaves them out unless ``allow`` names them.
-GRADE_FIRST = "grade-first"  # a submission's grade arrives before its content
 # A structure or catalog change that alters a learner's rows but not the learner's state: a
 # quiz or an assignment in a course the learner is not enrolled in, an achievement whose
 # points change after it was earned.
@@ -122,7 +119,7 @@ RETRACTION = "retraction"  # evidence or a path that a learner had stops countin
 # An achievement defined after activity, whose criterion may have been met and lost since
 # (a course completed, then grown): only streak and perfect-quiz are defined late otherwise.
 LATE_AWARD = "late-award"
-KNOWN_ISSUES = frozenset({GRADE_FIRST, UNVERSIONED, REPLACED_EVIDENCE, RETRACTION, LATE_AWARD})
+KNOWN_ISSUES = frozenset({UNVERSIONED, REPLACED_EVIDENCE, RETRACTION, LATE_AWARD})
 
 
 class _Draw:
@@ -336,8 +333,6 @@ def scenarios(
         arrivals = [x for e in arrivals for x in ([e, e] if log.index(e) in twice else [e])]
     else:
         arrivals = d(st.permutations([*log, *(log[i] for i in twice)]))
-        if GRADE_FIRST not in allow:
-            arrivals = _content_before_grades(arrivals)
     return Scenario(prefix, users, tuple(log), tuple(arrivals))
 
 
@@ -634,29 +629,6 @@ def _evidence(d: _Draw, user: str, evidence_id: str) -> list[Event]:
         )
         for v in range(versions)
     ]
-
-
-def _content_before_grades(arrivals: list[Event]) -> list[Event]:
-    """The same arrivals, except that a submission's first content event (draft or
-    submission) arrives before its first grade."""
-    arrivals = list(arrivals)
-    first: dict[tuple[str, str], int] = {}
-    for i, e in enumerate(arrivals):
-        if not isinstance(e, AssignmentEvent):
-            continue
-        key = (e.user_id, e.submission_id)
-        if key not in first:
-            first[key] = i
-        elif not isinstance(e, AssignmentGraded) and isinstance(
-            arrivals[first[key]], AssignmentGraded
-        ):
-            j = first[key]
-            arrivals[i], arrivals[j] = arrivals[j], arrivals[i]
-            first[key] = j
-    return arrivals
-
-
-# --------------------------------------------------------------------------- comparison
 
 
 def _ids(log: Iterable[Event]) -> dict[str, dict[str, tuple[str, str]]]:

@@ -394,12 +394,6 @@ def check(arrivals: list[Event], *, history: bool = True) -> list[str]:
 ONE_LESSON = [{"id": "m1", "lessons": [{"id": "l1"}]}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="A: a grade that arrives before the submission's content "
-    "makes the core drop the content (content_at starts at the grade's time)",
-)
 def test_a_grade_arriving_first_keeps_the_content_submitted_before_it() -> None:
     arrivals = [
         course(-60, [{"id": "m1", "assignments": [{"id": "a1"}]}]),
