@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from progress.decode import InvalidEvent, StreamKind, decode_event
 from progress.events import DeadLetter
 from service.config import Settings
+from streams.topics import consumed_kinds
 
 
 @dataclass
@@ -36,27 +37,13 @@ class RedriveReport:
         return out
 
 
-def source_kinds(settings: Settings) -> dict[str, StreamKind]:
-    t = settings.topics
-    return {
-        t.enrollments: "enrollments",
-        t.lesson_activity: "lesson-activity",
-        t.quiz_activity: "quiz-activity",
-        t.assignment_activity: "assignment-activity",
-        t.competency_evidence: "competency-evidence",
-        t.learner_profiles: "learner-profiles",
-        t.course_updates: "course-updates",
-        t.learning_paths: "learning-paths",
-        t.competencies: "competencies",
-        t.achievements: "achievements",
-    }
-
-
 async def redrive(
     settings: Settings, *, error_type: str | None = None, dry_run: bool = False
 ) -> RedriveReport:
     """Re-send every dead letter (of ``error_type``, if given) that is valid now."""
-    kinds = source_kinds(settings)
+    # The broadcast is the worker's own: nothing there came from a producer.
+    kinds = consumed_kinds(settings.topics)
+    kinds.pop(settings.topics.catalog_broadcast)
     report = RedriveReport()
     # No group: every partition, from the start, and nothing committed.
     consumer = AIOKafkaConsumer(

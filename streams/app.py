@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from progress.decode import InvalidEvent, StreamKind, decode_event
+from progress.decode import InvalidEvent, decode_event
 from progress.events import (
     AchievementEarned,
     AssignmentSubmitted,
@@ -34,7 +34,7 @@ from progress.events import (
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
-from streams.topics import DEAD_LETTER_MAX_BYTES
+from streams.topics import DEAD_LETTER_MAX_BYTES, consumed_kinds
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,7 @@ def create_app(settings: Settings) -> faust.App:
         CompetencyAcquired: topic(t.competency_acquired),
         LearnerErased: topic(t.learner_erased),
     }
-    catalog_kinds: dict[str, StreamKind] = {
-        t.course_updates: "course-updates",
-        t.learning_paths: "learning-paths",
-        t.competencies: "competencies",
-        t.achievements: "achievements",
-    }
+    kinds = consumed_kinds(t)
 
     # Tables: changelog-backed, partitioned like the learner input.
     def table(name: str, help_: str) -> faust.TableT:
@@ -138,7 +133,7 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             message = event.message
             try:
-                entry = decode_event(catalog_kinds[message.topic], message.key, message.value)
+                entry = decode_event(kinds[message.topic], message.key, message.value)
             except InvalidEvent as error:
                 await dead_letters.send(message, error)
                 continue

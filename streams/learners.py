@@ -32,7 +32,7 @@ from progress.catalog import (
     LearningPathRow,
     LearningPathUpdated,
 )
-from progress.decode import Consumed, InvalidEvent, StreamKind, decode_event
+from progress.decode import Consumed, InvalidEvent, decode_event
 from progress.events import (
     CourseUpdated,
     ExternalEvidenceRecorded,
@@ -61,6 +61,7 @@ from progress.snapshots import Erasure
 from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
+from streams.topics import consumed_kinds
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +96,7 @@ class LearnerStream:
         snapshots: TopicT,
         dead_letters: DeadLetters,
     ) -> None:
-        t = settings.topics
-        self.kinds: dict[str, StreamKind] = {
-            t.enrollments: "enrollments",
-            t.lesson_activity: "lesson-activity",
-            t.quiz_activity: "quiz-activity",
-            t.assignment_activity: "assignment-activity",
-            t.competency_evidence: "competency-evidence",
-            t.learner_profiles: "learner-profiles",
-            t.erasure_requests: "erasure-requests",
-            t.catalog_broadcast: "catalog-broadcast",
-        }
+        self.kinds = consumed_kinds(settings.topics)
         self.learners = learners
         self.erasures = erasures
         self.courses = courses

@@ -9,7 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from service.config import Settings
+from progress.decode import StreamKind
+from service.config import Settings, Topics
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,25 @@ log = logging.getLogger(__name__)
 # room for any message the broker accepts on an input topic (1 MiB by default).
 DEAD_LETTER_MAX_BYTES = 3_000_000
 DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
+
+
+def consumed_kinds(t: Topics) -> dict[str, StreamKind]:
+    """What each consumed topic carries, for ``progress.decode.decode_event``: the one map
+    the worker, the catalog fan-out and ``progress redrive`` all read."""
+    return {
+        t.enrollments: "enrollments",
+        t.lesson_activity: "lesson-activity",
+        t.quiz_activity: "quiz-activity",
+        t.assignment_activity: "assignment-activity",
+        t.competency_evidence: "competency-evidence",
+        t.learner_profiles: "learner-profiles",
+        t.erasure_requests: "erasure-requests",
+        t.course_updates: "course-updates",
+        t.learning_paths: "learning-paths",
+        t.competencies: "competencies",
+        t.achievements: "achievements",
+        t.catalog_broadcast: "catalog-broadcast",
+    }
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
