@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,11 +10,29 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from service.config import Settings
+
+STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
+
+
+@asynccontextmanager
+async def stopped(service: str, for_seconds: float = 0.0) -> AsyncIterator[None]:
+    """``service`` (kafka, postgres or redis) is stopped with the project's own script for
+    the block, plus ``for_seconds``, and started again after it, whatever happens."""
+    await asyncio.to_thread(_stack, "down", service)
+    try:
+        yield
+        await asyncio.sleep(for_seconds)
+    finally:
+        await asyncio.to_thread(_stack, "up", service)
+
+
+def _stack(action: str, service: str) -> None:
+    subprocess.run([str(STACK), action, service], check=True, capture_output=True)
 
 
 def free_port() -> int:

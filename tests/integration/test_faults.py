@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
 from tests.integration.lms import at, eventually, published_for
-from tests.integration.processes import ServiceProcess, free_port, wait_for_http
+from tests.integration.processes import ServiceProcess, free_port, stopped, wait_for_http
 from tests.integration.support import make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
 LESSONS = {"m1": ["l1", "l2", "l3"], "m2": ["l4", "l5", "l6"]}
 LEARNERS = 12
 CONVERGE_S = 180.0
@@ -173,20 +170,6 @@ class Cohort:
         for record in records:
             ids[record.key.decode()].add(json.loads(record.value)["event_id"])
         assert {user: len(found) for user, found in ids.items()} == dict.fromkeys(self.users, 1)
-
-
-def _stack(action: str, service: str) -> None:
-    subprocess.run([str(STACK), action, service], check=True, capture_output=True)
-
-
-@asynccontextmanager
-async def stopped(service: str, for_seconds: float) -> AsyncIterator[None]:
-    await asyncio.to_thread(_stack, "down", service)
-    try:
-        yield
-        await asyncio.sleep(for_seconds)
-    finally:
-        await asyncio.to_thread(_stack, "up", service)
 
 
 async def test_worker_killed_mid_stream_and_restarted_loses_nothing(

@@ -3,37 +3,15 @@ while the worker, sink and API keep running."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-
 import aiohttp
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
 from tests.integration.lms import Lms, api_course, course_when, eventually, published, when
-from tests.integration.processes import ServiceProcess
+from tests.integration.processes import ServiceProcess, stopped
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]
-
-STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
-
-
-def _stack(action: str, service: str) -> None:
-    subprocess.run([str(STACK), action, service], check=True, capture_output=True)
-
-
-@asynccontextmanager
-async def stopped(service: str) -> AsyncIterator[None]:
-    """``service`` is down inside the block and up again after it, whatever happens."""
-    await asyncio.to_thread(_stack, "down", service)
-    try:
-        yield
-    finally:
-        await asyncio.to_thread(_stack, "up", service)
 
 
 async def test_sink_waits_out_a_postgres_outage_and_loses_nothing(
