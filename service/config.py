@@ -155,7 +155,6 @@ class Settings(BaseSettings):
     worker_app_id: str = "lms-progress"
     worker_store: str = "rocksdb://"
     worker_data_dir: Path = Path("var/worker")
-    worker_web_port: int = 6066
     # How long a crashed worker keeps its partitions before the group moves them: Faust's
     # default of 60 s stalls a learner's progress for a minute after every crash.
     worker_session_timeout_seconds: float = Field(default=10.0, ge=6.0)
