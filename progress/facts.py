@@ -218,13 +218,10 @@ def merge_assignment_event(
     return submission.model_copy(update=update)
 
 
-def merge_external_evidence(
-    held: EvidenceFact | None, event: ExternalEvidenceRecorded
-) -> EvidenceFact:
-    """The same evidence id again replaces it if newer."""
-    if held is not None and held.at > event.recorded_at:
-        return held
-    return EvidenceFact(
+def merge_external_evidence(state: LearnerState, event: ExternalEvidenceRecorded) -> LearnerState:
+    """The same evidence id again replaces it if newer. The replaced versions are kept too:
+    when a competency first reached mastery depends on the levels held at each time."""
+    fact = EvidenceFact(
         competency_id=event.competency_id,
         type="external",
         reference_id=event.evidence_id,
@@ -233,6 +230,24 @@ def merge_external_evidence(
         description=event.description,
         url=event.url,
     )
+    held = state.external_evidence.get(event.evidence_id)
+    older = state.superseded_evidence.get(event.evidence_id, ())
+    if fact == held or fact in older:
+        return state
+    if held is not None and _version(held) > _version(fact):
+        held, fact = fact, held  # the event is the older version
+    versions = tuple(sorted((*older, held), key=_version)) if held is not None else older
+    return state.model_copy(
+        update={
+            "external_evidence": {**state.external_evidence, event.evidence_id: fact},
+            "superseded_evidence": {**state.superseded_evidence, event.evidence_id: versions},
+        }
+    )
+
+
+def _version(fact: EvidenceFact) -> tuple[datetime, int, str, str, str]:
+    """Newest wins; on the same time, a fixed order of the content, so arrival does not."""
+    return (fact.at, fact.level, fact.competency_id, fact.description, fact.url)
 
 
 def merge_profile(state: LearnerState, event: LearnerProfileUpdated) -> LearnerState:

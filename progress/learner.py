@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import groupby
 
 from progress.catalog import AchievementUpdated, CompetencyUpdated, Criterion, LearningPathUpdated
 from progress.facts import earliest, latest
@@ -89,24 +90,35 @@ def summarize_path(
 # --------------------------------------------------------------------------- competencies
 
 
-def summarize_competency(evidence: list[EvidenceFact]) -> CompetencySummary:
+def summarize_competency(
+    competency_id: str, evidence: list[EvidenceFact], replaced: list[EvidenceFact]
+) -> CompetencySummary:
+    """The level from the evidence held now; AcquiredAt from its history (``replaced``: the
+    older versions of external evidence, of any competency)."""
     ordered = sorted(evidence, key=lambda e: (e.at, e.type, e.reference_id))
-    running = 0
-    acquired_at = None
-    for fact in ordered:
-        running += fact.level
-        if acquired_at is None and running >= MASTERY_LEVEL:
-            acquired_at = fact.at
-    level = min(100, running)
+    level = min(100, sum(fact.level for fact in ordered))
     status = "mastered" if level >= MASTERY_LEVEL else "in-progress" if level > 0 else "not-started"
     return CompetencySummary(
         level=level,
         status=status,
-        acquired_at=acquired_at,
+        acquired_at=mastered_at(competency_id, [*ordered, *replaced]),
         evidence=tuple(ordered),
         created_at=ordered[0].at,
         updated_at=ordered[-1].at,
     )
+
+
+def mastered_at(competency_id: str, versions: list[EvidenceFact]) -> datetime | None:
+    """When the competency's level first reached mastery, in event time: each version of a
+    piece of evidence counts from its time until a newer version replaces it."""
+    levels: dict[tuple[str, str], int] = {}
+    for at, group in groupby(sorted(versions, key=lambda f: f.at), key=lambda f: f.at):
+        for fact in group:
+            counted = fact.level if fact.competency_id == competency_id else 0
+            levels[(fact.type, fact.reference_id)] = counted
+        if sum(levels.values()) >= MASTERY_LEVEL:
+            return at
+    return None
 
 
 def competency_evidence(state: LearnerState) -> dict[str, list[EvidenceFact]]:
@@ -144,7 +156,13 @@ def criterion_met_at(
     criterion: Criterion, state: LearnerState, paths: dict[str, PathSummary]
 ) -> datetime | None:
     summaries = _enrolled(state)
-    completed = {cid: s.completed_at for cid, s in summaries.items() if s.status == "completed"}
+    # Completions as first announced: a course or path completed once meets the criterion
+    # even if it grew since, as it would have for an achievement defined before it grew.
+    completed = {
+        cid: c.completion_announced_at
+        for cid, c in state.courses.items()
+        if c.completion_announced_at is not None
+    }
     match criterion.kind:
         case "first-lesson":
             return _nth([t for s in summaries.values() for t in s.lesson_completions], 1)
@@ -160,7 +178,10 @@ def criterion_met_at(
         case "perfect-quiz":
             return _nth([s.perfect_quiz_at for s in summaries.values() if s.perfect_quiz_at], 1)
         case "learning-path-completed":
-            done = {pid: p.completed_at for pid, p in paths.items() if p.completed_at}
+            done = {
+                **{pid: p.completed_at for pid, p in paths.items() if p.completed_at},
+                **state.paths_completed,
+            }
             if criterion.learning_path_id is not None:
                 return done.get(criterion.learning_path_id)
             return _nth(list(done.values()), 1)  # type: ignore[arg-type]
@@ -186,23 +207,33 @@ def derive_learner(state: LearnerState, catalog: Catalog) -> tuple[LearnerState,
         for pid, path in sorted(catalog.learning_paths.items())
         if (summary := summarize_path(path, summaries, state)) is not None
     }
+    replaced = [fact for versions in state.superseded_evidence.values() for fact in versions]
     competencies = {
-        cid: summarize_competency(facts)
+        cid: summarize_competency(cid, facts, replaced)
         for cid, facts in sorted(competency_evidence(state).items())
     }
     new_competencies = [
         (cid, c)
         for cid, c in competencies.items()
-        if c.status == "mastered" and cid not in state.competencies_acquired
+        if c.acquired_at is not None and cid not in state.competencies_acquired
     ]
-    with_paths = state.model_copy(update={"paths": paths})
+    paths_completed = {
+        **{pid: p.completed_at for pid, p in paths.items() if p.completed_at},
+        **state.paths_completed,  # the first completion stands
+    }
+    with_paths = state.model_copy(update={"paths": paths, "paths_completed": paths_completed})
     new_achievements = []
+    earned = dict(state.achievements)
     for aid, achievement in sorted(catalog.achievements.items()):
-        if aid in state.achievements:
-            continue
         met_at = criterion_met_at(achievement.criteria, with_paths, paths)
-        if met_at is not None:
+        if met_at is None:
+            continue
+        if aid not in earned:
             new_achievements.append((achievement, met_at))
+            earned[aid] = met_at
+        elif met_at < earned[aid]:
+            # A fact from before the award arrived late: it was earned then, in event time.
+            earned[aid] = met_at
     derived = with_paths.model_copy(
         update={
             "competencies": competencies,
@@ -210,10 +241,7 @@ def derive_learner(state: LearnerState, catalog: Catalog) -> tuple[LearnerState,
                 **state.competencies_acquired,
                 **{cid: c.acquired_at for cid, c in new_competencies},
             },
-            "achievements": {
-                **state.achievements,
-                **{a.id: at for a, at in new_achievements},
-            },
+            "achievements": earned,
         }
     )
     return derived, Awards(new_achievements, new_competencies)
@@ -271,7 +299,8 @@ def competency_rows(state: LearnerState) -> list[UserCompetency]:
                 level=c.level,
                 status=c.status,  # type: ignore[arg-type]
                 evidence=evidence,
-                acquired_at=c.acquired_at,
+                # Once acquired, always: a later loss of evidence does not undo the history.
+                acquired_at=earliest(state.competencies_acquired.get(cid), c.acquired_at),
                 created_at=c.created_at,
                 updated_at=c.updated_at,
             )

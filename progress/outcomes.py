@@ -143,10 +143,7 @@ def on_external_evidence(
     state: LearnerState | None, event: ExternalEvidenceRecorded, catalog: Catalog
 ) -> Outcome:
     base = state or new_learner(event.user_id, event.recorded_at)
-    fact = merge_external_evidence(base.external_evidence.get(event.evidence_id), event)
-    base = base.model_copy(
-        update={"external_evidence": {**base.external_evidence, event.evidence_id: fact}}
-    )
+    base = merge_external_evidence(base, event)
     return _conclude(state, base, catalog, event.recorded_at, None, _ALL)
 
 
@@ -192,6 +189,9 @@ def _conclude(
         course = _derive_course(base.user_id, course_id, course, known, published)
         candidate = with_course(base, course_id, course)
     candidate, awards = derive_learner(candidate, catalog)
+    candidate = candidate.model_copy(
+        update={"award_points": achievement_points(candidate, catalog)}
+    )
     published += _award_events(candidate, awards, catalog)
 
     changed = original is None or _facts(candidate) != _facts(original)
@@ -267,7 +267,13 @@ def _derive_course(
                     submitted_at=submission.submitted_at,
                 )
             )
-    course = course.model_copy(update={"quiz_attempts": attempts, "submissions": submissions})
+    course = course.model_copy(
+        update={
+            "quiz_attempts": attempts,
+            "submissions": submissions,
+            "derived_with": known.structure_event_id if known and known.structure else "",
+        }
+    )
     summary = summarize_course(course_id, course, known) if course.enrolled else None
     course = course.model_copy(update={"summary": summary})
     if summary and summary.status == "completed" and course.completion_announced_at is None:
@@ -356,7 +362,7 @@ def _snapshot(
     return Snapshot(
         user_id=state.user_id,
         version=state.version,
-        user_progress=user_row(state, achievement_points(state, catalog)),
+        user_progress=user_row(state, state.award_points),
         learning_path_progress=tuple(path_rows(state)),
         user_competencies=tuple(competency_rows(state)),
         user_achievements=tuple(achievement_rows(state)),

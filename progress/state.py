@@ -125,6 +125,9 @@ class CourseState(StateModel):
     quiz_attempts: dict[str, AttemptState] = {}
     submissions: dict[str, SubmissionState] = {}
     summary: CourseSummary | None = None  # None until enrolled
+    # The CourseUpdated the rows were last derived with: a new structure can change an item
+    # row (a max score, a module) without changing any fact or summary.
+    derived_with: str = ""
     # Set in the same table write that publishes CourseCompleted, so it is published once.
     completion_announced_at: datetime | None = None
 
@@ -167,13 +170,17 @@ class LearnerState(StateModel):
     time_zone_at: datetime | None = None
     # Local date (in the time zone of the day's first event) -> first activity that day.
     activity_days: dict[str, datetime] = {}
-    external_evidence: dict[str, EvidenceFact] = {}
+    external_evidence: dict[str, EvidenceFact] = {}  # the newest version of each
+    superseded_evidence: dict[str, tuple[EvidenceFact, ...]] = {}  # the older ones, oldest first
     # Derived learner-wide roll-ups, kept to notice changes (like CourseSummary).
     paths: dict[str, PathSummary] = {}
+    paths_completed: dict[str, datetime] = {}  # when each path was first completed
     competencies: dict[str, CompetencySummary] = {}
     # Awards, recorded in the same table write that publishes them: each happens once.
     achievements: dict[str, datetime] = {}
     competencies_acquired: dict[str, datetime] = {}
+    # The points of the awards held, as last derived: an achievement's points can change.
+    award_points: int = 0
 
 
 class KnownCourse(StateModel):

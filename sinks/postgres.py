@@ -9,9 +9,9 @@ So redelivery, replay and two sinks overlapping during a rebalance all converge 
 newest rows, and the order in which batches arrive does not matter.
 
 Sets that a newer row replaces as a whole: a course row's modules (modules no longer in the
-course are deleted) and a UserCompetency's evidence (evidence no longer listed is deleted),
-in the same transaction as the rows that replace them, and for good: a replayed older
-snapshot cannot bring them back.
+course are deleted) and a learner's paths, competencies and evidence (those no longer listed
+in the learner's newest snapshot are deleted), in the same transaction as the rows that
+replace them, and for good: a replayed older snapshot cannot bring them back.
 
 Catalog deletions are soft: a deleted catalog snapshot sets ``deleted`` and moves
 ``updated_at`` to the deletion's, keeping the entry's last definition. The row stays as a
@@ -59,6 +59,7 @@ from progress.models import (
     CourseProgress,
     Row,
     UserCompetency,
+    UserProgress,
     VersionedRow,
 )
 from progress.snapshots import Erasure, Snapshot
@@ -296,12 +297,11 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
             await cursor.executemany(
                 upsert.statement, [_params(upsert.columns, row) for row in rows]
             )
-        for replace_set, parent in (
-            (_RETIRE_MODULES, CourseProgress),
-            (_WITHDRAW_EVIDENCE, UserCompetency),
-        ):
-            if parent in grouped:
-                await cursor.execute(replace_set, (_parent_ids(grouped, parent),))
+        if CourseProgress in grouped:
+            await cursor.execute(_RETIRE_MODULES, (_parent_ids(grouped, CourseProgress),))
+        if UserProgress in grouped:
+            for retract in _RETRACT_LEARNER_WIDE:
+                await cursor.execute(retract, (_parent_ids(grouped, UserProgress),))
         # One statement per catalog snapshot, each entry's in time order (a deletion after a
         # definition of the same time): catalog changes are rare, and applying every one in
         # order keeps an entry's last definition when a batch both redefines and deletes it.
@@ -331,18 +331,23 @@ def _catalog_order(snapshots: Iterable[CatalogSnapshot]) -> list[tuple[CatalogRo
 
 
 # Sets a newer row replaces as a whole. A course row carries every module of the course's
-# current structure and a UserCompetency its complete evidence, all at the row's version; so
-# once a parent row is stored, child rows of a lower version than the stored parent's were
-# removed (a module dropped from the course, evidence withdrawn). Compared with the stored
-# parent rather than the batch's, a replayed older snapshot cannot bring them back either.
+# current structure, and every snapshot (its UserProgress row) every learning path,
+# competency and evidence of the learner, all at the row's version; so once a parent row is
+# stored, child rows of a lower version than the stored parent's were removed (a module
+# dropped from the course, a path that lost the learner's courses, evidence withdrawn).
+# Compared with the stored parent rather than the batch's, a replayed older snapshot cannot
+# bring them back either.
 _RETIRE_MODULES = sql.SQL(
     "delete from module_progress m using course_progress c"
     " where c.id = any(%s) and m.user_id = c.user_id and m.course_id = c.course_id"
     " and m.version < c.version"
 )
-_WITHDRAW_EVIDENCE = sql.SQL(
-    "delete from competency_evidence e using user_competencies u"
-    " where u.id = any(%s) and e.user_competency_id = u.id and e.version < u.version"
+_RETRACT_LEARNER_WIDE = tuple(
+    sql.SQL(
+        "delete from {table} x using user_progress u"
+        " where u.id = any(%s) and x.user_id = u.user_id and x.version < u.version"
+    ).format(table=sql.Identifier(table))
+    for table in ("learning_path_progress", "user_competencies", "competency_evidence")
 )
 
 
