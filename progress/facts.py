@@ -36,6 +36,7 @@ from progress.state import (
     LearnerState,
     LessonState,
     ResponseState,
+    StructureVersion,
     SubmissionState,
 )
 
@@ -101,12 +102,17 @@ def merge_lesson_event(lesson: LessonState | None, event: LessonEventT) -> Lesso
     return lesson.model_copy(update=update)
 
 
+# Enough for any course edited while its learners work through it; older ones are dropped.
+KEPT_STRUCTURES = 16
+
+
 def merge_course_update(known: KnownCourse | None, event: CourseUpdated) -> KnownCourse:
     """Newest title and newest structure win, each on its own clock.
 
     A title-only update never erases a structure, and a late structure is still taken if it
     is newer than the one held. Equal times are broken by event id, so every worker that
-    sees the same two updates keeps the same one.
+    sees the same two updates keeps the same one. The structures it replaced, or that arrived
+    too late to replace it, are kept in ``earlier``.
     """
     known = known or KnownCourse(course_id=event.id)
     update: dict[str, object] = {}
@@ -114,14 +120,25 @@ def merge_course_update(known: KnownCourse | None, event: CourseUpdated) -> Know
     if title_at is None or event.updated_at > title_at:
         update.update(title=event.title, title_updated_at=event.updated_at)
     if event.modules is not None:
-        held = (known.structure_updated_at, known.structure_event_id)
-        incoming = (event.updated_at, event.event_id or "")
-        if known.structure_updated_at is None or incoming > held:  # type: ignore[operator]
-            update.update(
-                structure=event.modules,
-                structure_updated_at=event.updated_at,
-                structure_event_id=event.event_id or "",
+        incoming = StructureVersion(
+            updated_at=event.updated_at, event_id=event.event_id or "", structure=event.modules
+        )
+        versions = {v.event_id: v for v in known.earlier}
+        if known.structure is not None and known.structure_updated_at is not None:
+            versions[known.structure_event_id] = StructureVersion(
+                updated_at=known.structure_updated_at,
+                event_id=known.structure_event_id,
+                structure=known.structure,
             )
+        versions[incoming.event_id] = incoming
+        ordered = sorted(versions.values(), key=lambda v: (v.updated_at, v.event_id))
+        newest = ordered[-1]
+        update.update(
+            structure=newest.structure,
+            structure_updated_at=newest.updated_at,
+            structure_event_id=newest.event_id,
+            earlier=tuple(ordered[:-1][-KEPT_STRUCTURES:]),
+        )
     return known.model_copy(update=update) if update else known
 
 

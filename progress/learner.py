@@ -199,8 +199,14 @@ class Awards:
     competencies: list[tuple[str, CompetencySummary]]
 
 
-def derive_learner(state: LearnerState, catalog: Catalog) -> tuple[LearnerState, Awards]:
-    """Re-derive paths and competencies, and award what is newly earned (once each)."""
+def derive_learner(
+    state: LearnerState, catalog: Catalog, *, late: bool = False
+) -> tuple[LearnerState, Awards]:
+    """Re-derive paths and competencies, and award what is newly earned (once each).
+
+    An award's time is the one first derived, as it would be had every fact arrived in
+    order; only a ``late`` fact (older than the learner's newest) can move it earlier.
+    """
     summaries = _enrolled(state)
     paths = {
         pid: summary
@@ -212,11 +218,16 @@ def derive_learner(state: LearnerState, catalog: Catalog) -> tuple[LearnerState,
         cid: summarize_competency(cid, facts, replaced)
         for cid, facts in sorted(competency_evidence(state).items())
     }
-    new_competencies = [
-        (cid, c)
-        for cid, c in competencies.items()
-        if c.acquired_at is not None and cid not in state.competencies_acquired
-    ]
+    acquired = dict(state.competencies_acquired)
+    new_competencies = []
+    for cid, competency in competencies.items():
+        if competency.acquired_at is None:
+            continue
+        if cid not in acquired:
+            new_competencies.append((cid, competency))
+            acquired[cid] = competency.acquired_at
+        elif late and competency.acquired_at < acquired[cid]:
+            acquired[cid] = competency.acquired_at
     paths_completed = {
         **{pid: p.completed_at for pid, p in paths.items() if p.completed_at},
         **state.paths_completed,  # the first completion stands
@@ -231,16 +242,12 @@ def derive_learner(state: LearnerState, catalog: Catalog) -> tuple[LearnerState,
         if aid not in earned:
             new_achievements.append((achievement, met_at))
             earned[aid] = met_at
-        elif met_at < earned[aid]:
-            # A fact from before the award arrived late: it was earned then, in event time.
+        elif late and met_at < earned[aid]:
             earned[aid] = met_at
     derived = with_paths.model_copy(
         update={
             "competencies": competencies,
-            "competencies_acquired": {
-                **state.competencies_acquired,
-                **{cid: c.acquired_at for cid, c in new_competencies},
-            },
+            "competencies_acquired": acquired,
             "achievements": earned,
         }
     )
@@ -300,7 +307,7 @@ def competency_rows(state: LearnerState) -> list[UserCompetency]:
                 status=c.status,  # type: ignore[arg-type]
                 evidence=evidence,
                 # Once acquired, always: a later loss of evidence does not undo the history.
-                acquired_at=earliest(state.competencies_acquired.get(cid), c.acquired_at),
+                acquired_at=state.competencies_acquired.get(cid),
                 created_at=c.created_at,
                 updated_at=c.updated_at,
             )

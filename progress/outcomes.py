@@ -54,7 +54,14 @@ from progress.learner import (
     derive_learner,
     path_rows,
 )
-from progress.rollup import course_row, lesson_row, module_rows, summarize_course, user_row
+from progress.rollup import (
+    completed_under_earlier_structure,
+    course_row,
+    lesson_row,
+    module_rows,
+    summarize_course,
+    user_row,
+)
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
 from progress.state import CourseState, KnownCourse, LearnerState
@@ -158,12 +165,13 @@ def on_course_known(state: LearnerState, known: KnownCourse, catalog: Catalog) -
     """Re-derive a learner's course after its structure or title changed."""
     course = state.courses[known.course_id]
     at = known.structure_updated_at or known.title_updated_at or state.updated_at
-    return _conclude(state, state, catalog, at, (known.course_id, course, known), _ALL)
+    focus = (known.course_id, course, known)
+    return _conclude(state, state, catalog, at, focus, _ALL, learner_fact=False)
 
 
 def on_catalog_changed(state: LearnerState, catalog: Catalog, at: datetime) -> Outcome:
     """Re-derive paths, competencies and achievements after a catalog entry changed."""
-    return _conclude(state, state, catalog, at, None, _ALL)
+    return _conclude(state, state, catalog, at, None, _ALL, learner_fact=False)
 
 
 # --------------------------------------------------------------------------- the core
@@ -176,11 +184,14 @@ def _conclude(
     event_time: datetime,
     focus: tuple[str, CourseState, KnownCourse | None] | None,
     touched: _Touched,
+    *,
+    learner_fact: bool = True,
 ) -> Outcome:
     """Derive, decide the once-only events, bump the version on change, build the rows.
 
     ``focus`` is the course the event is about, with its new state and structure; learner-
-    wide events (evidence, profile, catalog) have none.
+    wide events (evidence, profile, catalog) have none. ``learner_fact``: the event is the
+    learner's own (not a structure or catalog change), so it can be a late one.
     """
     published: list[PublishedEvent] = []
     candidate = base
@@ -188,7 +199,8 @@ def _conclude(
         course_id, course, known = focus
         course = _derive_course(base.user_id, course_id, course, known, published)
         candidate = with_course(base, course_id, course)
-    candidate, awards = derive_learner(candidate, catalog)
+    late = learner_fact and original is not None and event_time < original.updated_at
+    candidate, awards = derive_learner(candidate, catalog, late=late)
     candidate = candidate.model_copy(
         update={"award_points": achievement_points(candidate, catalog)}
     )
@@ -276,14 +288,18 @@ def _derive_course(
     )
     summary = summarize_course(course_id, course, known) if course.enrolled else None
     course = course.model_copy(update={"summary": summary})
-    if summary and summary.status == "completed" and course.completion_announced_at is None:
-        course = course.model_copy(update={"completion_announced_at": summary.completed_at})
+    if summary is None or course.completion_announced_at is not None:
+        return course
+    completed = summary if summary.status == "completed" else None
+    completed = completed or completed_under_earlier_structure(course_id, course, known)
+    if completed is not None:
+        course = course.model_copy(update={"completion_announced_at": completed.completed_at})
         published.append(
             CourseCompleted(
                 event_id=CourseCompleted.id_for(user_id, course_id),
                 user_id=user_id,
                 course_id=course_id,
-                completed_at=summary.completed_at,  # type: ignore[arg-type]
+                completed_at=completed.completed_at,  # type: ignore[arg-type]
             )
         )
     return course

@@ -212,6 +212,34 @@ def summarize_course(
     )
 
 
+def completed_under_earlier_structure(
+    course_id: str, course: CourseState, known: KnownCourse | None
+) -> CourseSummary | None:
+    """The course's roll-up under an older structure that it was completed under while that
+    structure was in force, if any: completion is judged at the time it happened, so an
+    activity that arrives after a newer structure still completes the course of its time."""
+    if known is None or not known.earlier or known.structure_updated_at is None:
+        return None
+    started_at, _ = _fold_times(course)
+    if started_at is None or course.enrolled_at is None:
+        return None
+    ends = [v.updated_at for v in known.earlier[1:]] + [known.structure_updated_at]
+    for version, ended_at in zip(known.earlier, ends, strict=True):
+        if ended_at <= started_at or ended_at <= course.enrolled_at:
+            continue  # superseded before the learner began: it cannot have been completed
+        then = known.model_copy(
+            update={"structure": version.structure, "structure_updated_at": version.updated_at}
+        )
+        summary = summarize_course(course_id, course, then)
+        if (
+            summary.status == "completed"
+            and summary.completed_at is not None
+            and max(summary.completed_at, version.updated_at) < ended_at
+        ):
+            return summary
+    return None
+
+
 # --------------------------------------------------------------------------- rows
 
 

@@ -183,6 +183,14 @@ class LearnerState(StateModel):
     award_points: int = 0
 
 
+class StructureVersion(StateModel):
+    """A course structure that was in force from ``updated_at`` until the next one."""
+
+    updated_at: datetime
+    event_id: str
+    structure: CourseStructure
+
+
 class KnownCourse(StateModel):
     """A course as the worker knows it from CourseUpdated events, newest of each part."""
 
@@ -192,3 +200,6 @@ class KnownCourse(StateModel):
     structure: CourseStructure | None = None
     structure_updated_at: datetime | None = None
     structure_event_id: str = ""
+    # Older structures, oldest first (at most ``KEPT_STRUCTURES``): an activity that arrives
+    # after a newer structure is judged for completion by the one in force at its time.
+    earlier: tuple[StructureVersion, ...] = ()

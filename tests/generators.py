@@ -110,10 +110,10 @@ class Clock:
 
 # Shapes of input that make the core disagree with the oracle (each has a strict xfail test in
 # tests/unit/test_oracle_core.py); ``scenarios()`` leaves them out unless ``allow`` names them.
-# A competency granted by a pass or a grade, which a regrade or a later answer can take back:
-# when that replaced result arrives out of order, the core never sees the competency reached.
-REPLACED_RESULT = "replaced-result"
-KNOWN_ISSUES = frozenset({REPLACED_RESULT})
+# An achievement for lessons defined after a counted lesson left the course's structure: the
+# core counts the lessons of the structures it holds, not those of every past moment.
+LATE_LESSON_AWARD = "late-lesson-award"
+KNOWN_ISSUES = frozenset({LATE_LESSON_AWARD})
 
 
 class _Draw:
@@ -148,9 +148,6 @@ class _Draw:
 
 
 def _module(d: _Draw, course: str, j: int) -> dict[str, Any]:
-    # Without REPLACED_RESULT, only items whose completion cannot be undone grant a competency:
-    # a submitted quiz or assignment stays submitted, a pass or a grade may not.
-    free = REPLACED_RESULT in d.allow
     lessons: list[dict[str, Any]] = []
     for k in range(d(st.integers(0, 2))):
         lessons.append({"id": f"{course}-l{j}{k}"})
@@ -165,7 +162,7 @@ def _module(d: _Draw, course: str, j: int) -> dict[str, Any]:
                 "pass_mark": d(st.sampled_from([50, 60, 100])),
                 "completion": completion,
                 "points": d(st.sampled_from([20, 7])),
-                "competencies": d.grants() if free or completion == "submitted" else [],
+                "competencies": d.grants(),
             }
         )
     assignments = []
@@ -177,7 +174,7 @@ def _module(d: _Draw, course: str, j: int) -> dict[str, Any]:
                 "max_score": d(st.sampled_from([100, 50])),
                 "completion": completion,
                 "pass_ratio": d(st.sampled_from([0, 0.6])),
-                "competencies": d.grants() if free or completion == "submitted" else [],
+                "competencies": d.grants(),
             }
         )
     return {"id": f"m{j}", "lessons": lessons, "quizzes": quizzes, "assignments": assignments}
@@ -204,8 +201,6 @@ def _mutate(d: _Draw, course: str, modules: list[dict[str, Any]]) -> list[dict[s
             del m[kind][i]
         elif change == "rules" and changeable:
             for kind, i in changeable:
-                if m[kind][i].get("competencies") and REPLACED_RESULT not in d.allow:
-                    continue  # a granting item keeps the rule that cannot be undone
                 if kind == "quizzes":
                     m[kind][i]["pass_mark"] = d(st.sampled_from([50, 60, 100]))
                 elif kind == "assignments":
@@ -359,6 +354,8 @@ def _catalog(d: _Draw, courses: list[str]) -> list[Event]:
         late = d(st.booleans())
         if d.scoped:  # only this world's learners can meet it: its own course or path
             kind = d(st.sampled_from(["course-completed", "learning-path-completed"]))
+        elif late and LATE_LESSON_AWARD not in d.allow:
+            kind = d(st.sampled_from([k for k in kinds if k not in ("first-lesson", "lessons")]))
         else:
             kind = d(st.sampled_from(kinds))
         criteria: dict[str, Any] = {"kind": kind}
