@@ -38,6 +38,11 @@ from streams.topics import DEAD_LETTER_MAX_BYTES, consumed_kinds
 
 log = logging.getLogger(__name__)
 
+# A batch is handled when this many events arrived, or this long after its first: the
+# longest an event waits for its batch to fill, at low rates.
+BATCH_MAX_EVENTS = 500
+BATCH_WITHIN_S = 0.01
+
 
 def create_app(settings: Settings) -> faust.App:
     t = settings.topics
@@ -124,8 +129,11 @@ def create_app(settings: Settings) -> faust.App:
     # Agents.
     @app.agent(learner_input, name="learner_events")
     async def learner_events(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await learner_stream.handle(event.message)
+        # In batches: one wait for the deliveries of a whole batch's published events
+        # instead of a broker round trip per event (streams/learners.py). Faust acks the
+        # batch's events, so their offsets can be committed, only after the batch is done.
+        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
+            await learner_stream.handle_batch(events)
 
     @app.agent(catalogs, name="catalog_updates")
     async def fan_out_catalog_updates(stream: faust.StreamT[bytes]) -> None:

@@ -4,25 +4,34 @@ each turned into an ``Outcome`` by the domain core and carried out here.
 Every input topic is keyed by user (catalog broadcasts are addressed to a partition), so one
 worker owns all of a learner's state and needs no coordination.
 
-Order of effects per event, which is what makes a crash at any point safe:
-1. published events (ProgressUpdated, CourseCompleted, ...) are sent and their delivery
-   awaited;
-2. the new state is written to the table (its changelog);
-3. the snapshot is sent.
-Faust flushes the producer before it commits the input offset, so a crash before the commit
-replays the event: if the state was not saved, the events are published again with the same
-ids; if it was, the replay changes nothing and re-sends the identical snapshot.
+Events come in batches (``handle_batch``); the order of effects per batch, which is what
+makes a crash at any point safe:
+1. every event's published events (ProgressUpdated, CourseCompleted, ...) are sent as the
+   event is handled, and their delivery is awaited together at the end of the batch;
+2. only then is each learner's newest state written to the table (its changelog), once per
+   learner and batch however many of its events the batch held;
+3. then the snapshots are sent, in event order.
+Within a batch, a learner's next event sees the state its previous one left (held in memory
+until step 2). Faust acks the batch's events, and so may commit their offsets, only after
+``handle_batch`` returned, and flushes the producer before it commits, so a crash before the
+commit replays the batch: if a state was not saved, its events are published again with the
+same ids; if it was, the replay changes nothing and re-sends the identical snapshots. Catalog
+entries and erasures first finish the batch so far, then take effect on their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 import zlib
+from collections.abc import Awaitable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from faust.types import Message, TableT, TopicT
+from faust.streams import _current_event
+from faust.types import EventT, Message, TableT, TopicT
 
 from progress.catalog import (
     AchievementUpdated,
@@ -111,10 +120,40 @@ class LearnerStream:
         self._indexed: dict[str, set[str]] = {}
         self.processed = 0
         self.ignored = 0
+        # The batch under way (see the module's docstring): newest state per learner with an
+        # event of its partition, deliveries of published events, and snapshots to send.
+        self._states: dict[str, tuple[EventT, LearnerState]] = {}
+        self._deliveries: list[Awaitable[Any]] = []
+        self._snapshots: list[tuple[bytes, bytes]] = []
+        self._event: EventT | None = None
 
     def forget_cached(self) -> None:
         self._catalogs.clear()
         self._indexed.clear()
+
+    async def handle_batch(self, events: Sequence[EventT]) -> None:
+        """Handle the events in order, then carry out their effects (module docstring)."""
+        for event in events:
+            with _partition_of(event):
+                self._event = event
+                await self.handle(event.message)
+        self._event = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Await the batch's published events, then write its states, then send its
+        snapshots: the order that makes a crash safe."""
+        if self._deliveries:
+            deliveries, self._deliveries = self._deliveries, []
+            await asyncio.gather(*deliveries)
+        states, self._states = self._states, {}
+        for user_id, (event, state) in states.items():
+            # A table write goes to the partition of the current event: this learner's.
+            with _partition_of(event):
+                self.learners[user_id] = state.model_dump(mode="json")
+        snapshots, self._snapshots = self._snapshots, []
+        for key, value in snapshots:
+            await self.snapshots.send(key=key, value=value)
 
     async def handle(self, message: Message) -> None:
         try:
@@ -128,6 +167,10 @@ class LearnerStream:
     # ----------------------------------------------------------------- dispatch
 
     async def _apply(self, p: int, event: Consumed) -> None:
+        if isinstance(event, CourseUpdated | CatalogEntry | LearnerErasureRequested):
+            # These read and write many learners' states, and an erasure deletes one: they
+            # start from the batch so far carried out.
+            await self.flush()
         if isinstance(event, CourseUpdated):
             await self._apply_course(p, event)
             return
@@ -245,17 +288,24 @@ class LearnerStream:
     # ----------------------------------------------------------------- effects
 
     async def _carry_out(self, outcome: Outcome) -> None:
+        """Effects are held for the end of the batch (``flush``); outside a batch, now."""
         state = outcome.state
         key = state.user_id.encode()
-        if outcome.published:
-            pending = [
-                await self.published[type(e)].send(key=key, value=e.model_dump_json().encode())
-                for e in outcome.published
-            ]
-            await asyncio.gather(*pending)
+        for e in outcome.published:
+            sent = await self.published[type(e)].send(key=key, value=e.model_dump_json().encode())
+            self._deliveries.append(sent)
         if outcome.changed:
-            self.learners[state.user_id] = state.model_dump(mode="json")
-        await self.snapshots.send(key=key, value=outcome.snapshot.model_dump_json().encode())
+            self._states[state.user_id] = (self._event_for_write(), state)
+        self._snapshots.append((key, outcome.snapshot.model_dump_json().encode()))
+        if self._event is None:
+            await self.flush()
+
+    def _event_for_write(self) -> EventT:
+        # Any event of the learner's partition: table writes are routed by it.
+        event = self._event or _current_event.get(lambda: None)()
+        if event is None:
+            raise RuntimeError("a learner's state can only be written while handling an event")
+        return event
 
     async def _send_catalog_row(self, entry: CatalogEntry) -> None:
         snapshot = CatalogSnapshot(deleted=entry.deleted)
@@ -282,6 +332,9 @@ class LearnerStream:
         return erased_at is not None and at <= datetime.fromisoformat(erased_at)
 
     def _learner(self, user_id: str) -> LearnerState | None:
+        held = self._states.get(user_id)
+        if held is not None:
+            return held[1]  # states are immutable: the domain returns new ones
         raw = self.learners.get(user_id)
         return LearnerState.model_validate(raw) if raw else None
 
@@ -330,6 +383,20 @@ class LearnerStream:
             listed.add(user_id)
             self.indexes[key] = sorted(listed)
         self._indexed[key] = listed
+
+
+@contextmanager
+def _partition_of(event: EventT) -> Iterator[None]:
+    """Make ``event`` Faust's current event: table reads and writes go to its partition.
+
+    Faust keeps the current event in a context variable that its own stream iteration sets;
+    a batch handles many events, of several partitions, after the stream moved past them.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def _shard(user_id: str) -> str:

@@ -20,6 +20,17 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_MAX_BYTES = 3_000_000
 DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
 
+# The worker's tables (streams/app.py). Their changelog topics are created with the others:
+# left to Faust, a fresh worker creates them while it starts and can read the metadata before
+# they are in it; the table then looks like it has 0 partitions and its agent crashes until
+# the next rebalance, minutes later.
+TABLES = ("learners", "erasures", "courses", "catalog", "indexes")
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The name Faust gives a table's changelog: ``<app id>-<table>-changelog``."""
+    return f"{settings.topic_prefix}{settings.worker_app_id}-{table}-changelog"
+
 
 def consumed_kinds(t: Topics) -> dict[str, StreamKind]:
     """What each consumed topic carries, for ``progress.decode.decode_event``: the one map
@@ -52,6 +63,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.dead_letter, n, 1, topic_configs=DEAD_LETTER_CONFIG),
         # The newest entry of every catalog stays readable forever.
         *(NewTopic(name, n, 1, topic_configs=compacted) for name in t.catalogs),
+        *(
+            NewTopic(changelog_topic(settings, table), n, 1, topic_configs=compacted)
+            for table in TABLES
+        ),
     ]
 
 
