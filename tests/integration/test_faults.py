@@ -21,10 +21,21 @@ from aiokafka import AIOKafkaProducer
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from progress.catalog import AchievementUpdated, CompetencyUpdated
+from progress.events import (
+    CourseUpdated,
+    UserEnrolled,
+    assignment_activity_adapter,
+    lesson_activity_adapter,
+    quiz_activity_adapter,
+)
 from service.config import Settings
+from tests.generators import Scenario
 from tests.integration.lms import at, eventually, published_for
 from tests.integration.processes import ServiceProcess, free_port, stopped, wait_for_http
 from tests.integration.support import make_settings
+from tests.integration.test_oracle_pipeline import converged, destination, payload
+from tests.oracle import Event, expected
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -76,53 +87,144 @@ def service_under_fault(
 
 
 class Cohort:
-    """Learners taking one course: the workload every fault test replays."""
+    """Learners taking one course: the workload every fault test replays, and its oracle.
+
+    Each learner enrolls, completes six lessons, passes a quiz and submits an assignment;
+    the course, the quiz and the assignment grant a competency (50 + 40 + 30: mastered on
+    completion), and an achievement is for completing the course. Some events are sent
+    twice. PostgreSQL must end up with the oracle's rows, and every once-event must be
+    published (a repeat carrying the same id).
+    """
 
     def __init__(self, settings: Settings) -> None:
-        tag = uuid4().hex[:8]
         self.settings = settings
-        self.course = f"fc-{tag}"
-        self.users = [f"fu-{tag}-{i}" for i in range(LEARNERS)]
+        self.prefix = f"f{uuid4().hex[:8]}-"
+        self.course = f"{self.prefix}c1"
+        self.users = [f"{self.prefix}u{i}" for i in range(LEARNERS)]
+        log = self._log()
+        again = log[::7]  # redelivered by the LMS
+        self.scenario = Scenario(self.prefix, tuple(self.users), tuple(log), (*log, *again))
 
-    def events(self) -> list[tuple[str, str, dict[str, Any]]]:
-        t = self.settings.topics
-        modules = [{"id": m, "lessons": [{"id": x} for x in ls]} for m, ls in LESSONS.items()]
-        out: list[tuple[str, str, dict[str, Any]]] = [
-            (
-                t.course_updates,
-                self.course,
-                {"id": self.course, "updated_at": at(0), "modules": modules},
-            )
+    @property
+    def arrivals(self) -> list[Event]:
+        return list(self.scenario.arrivals)
+
+    def _log(self) -> list[Event]:
+        skill = f"{self.prefix}k1"
+        grant = [{"competency_id": skill, "level": 50}]
+        modules = [
+            {
+                "id": "m1",
+                "lessons": [{"id": x} for x in LESSONS["m1"]],
+                "quizzes": [{"id": "q1", "competencies": grant}],
+            },
+            {
+                "id": "m2",
+                "lessons": [{"id": x} for x in LESSONS["m2"]],
+                "assignments": [
+                    {"id": "a1", "competencies": [{"competency_id": skill, "level": 40}]}
+                ],
+            },
+        ]
+        log: list[Event] = [
+            CourseUpdated.model_validate(
+                {
+                    "id": self.course,
+                    "title": "Faults",
+                    "updated_at": at(0),
+                    "modules": modules,
+                    "competencies": [{"competency_id": skill, "level": 30}],
+                }
+            ),
+            CompetencyUpdated.model_validate(
+                {"id": skill, "name": "Recovering", "updated_at": at(0)}
+            ),
+            AchievementUpdated.model_validate(
+                {
+                    "id": f"{self.prefix}h1",
+                    "name": "Finisher",
+                    "criteria": {"kind": "course-completed", "course_id": self.course},
+                    "points": 5,
+                    "updated_at": at(0),
+                }
+            ),
         ]
         for user in self.users:
-            out.append(
-                (
-                    t.enrollments,
-                    user,
-                    {
-                        "id": f"e-{user}",
-                        "course_id": self.course,
-                        "user_id": user,
-                        "enrolled_at": at(1),
-                    },
-                )
+            log.append(
+                UserEnrolled(id=f"e-{user}", course_id=self.course, user_id=user, enrolled_at=at(1))
             )
         minute = 2
         for module, lessons in LESSONS.items():
             for lesson in lessons:
                 for user in self.users:
-                    event = {
-                        "user_id": user,
-                        "course_id": self.course,
-                        "module_id": module,
-                        "lesson_id": lesson,
-                        "completed_at": at(minute),
-                    }
-                    out.append((t.lesson_activity, user, event))
+                    log.append(self._lesson(user, module, lesson, minute))
                 minute += 1
-        return out
+        for user in self.users:
+            log += self._quiz(user, minute)
+            log.append(self._assignment(user, minute + 5))
+        return log
 
-    async def send(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _lesson(self, user: str, module: str, lesson: str, minute: int) -> Event:
+        return lesson_activity_adapter.validate_python(
+            {
+                "type": "LessonCompleted",
+                "user_id": user,
+                "course_id": self.course,
+                "module_id": module,
+                "lesson_id": lesson,
+                "completed_at": at(minute),
+            }
+        )
+
+    def _quiz(self, user: str, minute: int) -> list[Event]:
+        ids = {
+            "user_id": user,
+            "course_id": self.course,
+            "module_id": "m1",
+            "quiz_id": "q1",
+            "attempt_id": f"{user}-t1",
+        }
+        steps: list[dict[str, Any]] = [
+            {"type": "QuizAttemptStarted", "started_at": at(minute), "total_questions": 2},
+            *(
+                {
+                    "type": "QuizQuestionAnswered",
+                    "question_id": question,
+                    "correct": True,
+                    "answered_at": at(minute + 1 + n),
+                }
+                for n, question in enumerate(("x", "y"))
+            ),
+            {"type": "QuizAttemptSubmitted", "submitted_at": at(minute + 3)},
+        ]
+        return [quiz_activity_adapter.validate_python({**ids, **step}) for step in steps]
+
+    def _assignment(self, user: str, minute: int) -> Event:
+        return assignment_activity_adapter.validate_python(
+            {
+                "type": "AssignmentSubmitted",
+                "user_id": user,
+                "course_id": self.course,
+                "module_id": "m2",
+                "assignment_id": "a1",
+                "submission_id": f"{user}-s1",
+                "submission_type": "text",
+                "text_content": "done",
+                "submitted_at": at(minute),
+            }
+        )
+
+    async def send(self, events: list[Event]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for event in events:
+                topic, key = destination(event, self.settings)
+                await producer.send_and_wait(topic, key=key.encode(), value=payload(event))
+        finally:
+            await producer.stop()
+
+    async def send_raw(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
         await producer.start()
         try:
@@ -134,49 +236,21 @@ class Cohort:
             await producer.stop()
 
     async def converged(self, pool: AsyncConnectionPool) -> None:
-        """Every learner completed the course in PostgreSQL, with every lesson counted."""
-        async with asyncio.timeout(CONVERGE_S):
-            while True:
-                async with pool.connection() as conn:
-                    cur = await conn.execute(
-                        "select count(*) from course_progress where course_id = %s"
-                        " and status = 'completed' and completed_lessons = 6"
-                        " and percent_complete = 100",
-                        (self.course,),
-                    )
-                    row = await cur.fetchone()
-                if row and row[0] == LEARNERS:
-                    break
-                await asyncio.sleep(0.5)
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                "select count(*), sum(completed_lessons) from user_progress"
-                " where user_id = any(%s)",
-                (self.users,),
-            )
-            assert await cur.fetchone() == (LEARNERS, LEARNERS * 6)
-            cur = await conn.execute(
-                "select count(*) from lesson_progress"
-                " where course_id = %s and status = 'completed'",
-                (self.course,),
-            )
-            assert await cur.fetchone() == (LEARNERS * 6,)
-
-    async def completions_once_each(self) -> None:
-        """Each learner's CourseCompleted is there; a repeat carries the same id."""
-        topic = self.settings.topics.course_completed
-        records = await published_for(self.settings, topic, set(self.users), 1.0)
-        ids: dict[str, set[str]] = {user: set() for user in self.users}
-        for record in records:
-            ids[record.key.decode()].add(json.loads(record.value)["event_id"])
-        assert {user: len(found) for user, found in ids.items()} == dict.fromkeys(self.users, 1)
+        """PostgreSQL holds the oracle's rows for every learner, and every once-event was
+        published, each under one id (a repeat after a crash carries the same one)."""
+        oracle = expected(list(self.scenario.log))
+        assert ("CourseCompleted", self.users[-1], self.course) in oracle.once  # the workload
+        problems = await converged(
+            pool, self.settings, self.scenario, oracle, within=CONVERGE_S, repeats=True
+        )
+        assert not problems, "\n".join(problems)
 
 
 async def test_worker_killed_mid_stream_and_restarted_loses_nothing(
     service_under_fault: Service, pg_pool: AsyncConnectionPool
 ) -> None:
     cohort = Cohort(service_under_fault.settings)
-    events = cohort.events()
+    events = cohort.arrivals
     half = len(events) // 2
     await cohort.send(events[:half])
     await asyncio.sleep(1.0)  # let it get going: state, changelogs and snapshots in flight
@@ -184,7 +258,6 @@ async def test_worker_killed_mid_stream_and_restarted_loses_nothing(
     await cohort.send(events[half:])
     await asyncio.to_thread(service_under_fault.start, "worker")
     await cohort.converged(pg_pool)
-    await cohort.completions_once_each()
 
 
 @pytest.mark.xfail(
@@ -198,7 +271,7 @@ async def test_second_worker_joining_and_leaving_loses_nothing(
 ) -> None:
     settings = service_under_fault.settings
     cohort = Cohort(settings)
-    events = cohort.events()
+    events = cohort.arrivals
     third = len(events) // 3
     await cohort.send(events[:third])
     second = settings.model_copy(
@@ -209,14 +282,13 @@ async def test_second_worker_joining_and_leaving_loses_nothing(
     await asyncio.to_thread(service_under_fault.stop, "worker-2")
     await cohort.send(events[2 * third :])
     await cohort.converged(pg_pool)
-    await cohort.completions_once_each()
 
 
 async def test_sink_killed_and_restarted_loses_nothing(
     service_under_fault: Service, pg_pool: AsyncConnectionPool
 ) -> None:
     cohort = Cohort(service_under_fault.settings)
-    events = cohort.events()
+    events = cohort.arrivals
     half = len(events) // 2
     await cohort.send(events[:half])
     await asyncio.sleep(0.5)
@@ -232,23 +304,21 @@ async def test_postgres_stopped_for_30_seconds_loses_nothing(
 ) -> None:
     cohort = Cohort(service_under_fault.settings)
     async with stopped("postgres", for_seconds=30):
-        await cohort.send(cohort.events())
+        await cohort.send(cohort.arrivals)
     await cohort.converged(pg_pool)
-    await cohort.completions_once_each()
 
 
 async def test_kafka_broker_restarted_loses_nothing(
     service_under_fault: Service, pg_pool: AsyncConnectionPool
 ) -> None:
     cohort = Cohort(service_under_fault.settings)
-    events = cohort.events()
+    events = cohort.arrivals
     half = len(events) // 2
     await cohort.send(events[:half])
     async with stopped("kafka", for_seconds=5):
         pass
     await cohort.send(events[half:])
     await cohort.converged(pg_pool)
-    await cohort.completions_once_each()
 
 
 async def rows_of(pool: AsyncConnectionPool, user: str) -> int:
@@ -268,7 +338,7 @@ async def erase_a_learner(service: Service, pool: AsyncConnectionPool) -> tuple[
     """A cohort completes its course, then its first learner is erased (rows gone)."""
     settings = service.settings
     cohort = Cohort(settings)
-    await cohort.send(cohort.events())
+    await cohort.send(cohort.arrivals)
     await cohort.converged(pool)
     erased = cohort.users[0]
     request = {
@@ -276,7 +346,7 @@ async def erase_a_learner(service: Service, pool: AsyncConnectionPool) -> tuple[
         "request_id": f"req-{erased}",
         "requested_at": datetime.now(UTC).isoformat(),
     }
-    await cohort.send([(settings.topics.erasure_requests, erased, request)])
+    await cohort.send_raw([(settings.topics.erasure_requests, erased, request)])
     await eventually(lambda: _is(rows_of(pool, erased), 0))
     return cohort, erased
 
@@ -301,7 +371,7 @@ async def test_erased_learner_stays_erased_after_a_worker_restart(
     service_under_fault.stop("worker", signal.SIGKILL)
     await asyncio.to_thread(service_under_fault.start, "worker")
     # Events from before the erasure, sent again, must not bring the learner back...
-    await cohort.send([e for e in cohort.events() if e[1] == erased])
+    await cohort.send([e for e in cohort.arrivals if getattr(e, "user_id", None) == erased])
     await asyncio.sleep(3.0)
     assert await rows_of(pg_pool, erased) == 0
 
@@ -326,7 +396,7 @@ async def test_erased_learner_stays_erased_after_a_worker_restart(
             },
         ),
     ]
-    await cohort.send(fresh)
+    await cohort.send_raw(fresh)
 
     async def completed_lessons() -> int | None:
         async with pg_pool.connection() as conn:

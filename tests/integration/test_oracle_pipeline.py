@@ -132,8 +132,13 @@ def _ours(scenario: Scenario, row: dict[str, Any]) -> bool:
     return str(row["achievement_id"]).startswith(scenario.prefix)
 
 
-async def published_once(settings: Settings, scenario: Scenario) -> Counter[Once]:
-    """Every once-event published for the scenario's learners so far, counted by subject."""
+async def published_once(
+    settings: Settings, scenario: Scenario, *, repeats: bool = False
+) -> Counter[Once]:
+    """Every once-event published for the scenario's learners so far, counted by subject.
+
+    ``repeats``: a record published again with the same event id (after a crash, at least
+    once) counts once, so only a second id for the same subject shows as a double."""
     topics = {getattr(settings.topics, name): kind for kind, name in ONCE_TOPICS.items()}
     users = {u.encode() for u in scenario.users}
     consumer = AIOKafkaConsumer(
@@ -144,6 +149,7 @@ async def published_once(settings: Settings, scenario: Scenario) -> Counter[Once
     )
     await consumer.start()  # without a group: every partition of the topics that exist
     found: Counter[Once] = Counter()
+    seen: set[str] = set()
     try:
         partitions = consumer.assignment()
         ends = await consumer.end_offsets(list(partitions)) if partitions else {}
@@ -151,6 +157,9 @@ async def published_once(settings: Settings, scenario: Scenario) -> Counter[Once
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 for record in records:
                     event = json.loads(record.value)
+                    if repeats and event["event_id"] in seen:
+                        continue
+                    seen.add(event["event_id"])
                     if record.key in users and event.get(
                         "achievement_id", scenario.prefix
                     ).startswith(scenario.prefix):
@@ -161,10 +170,17 @@ async def published_once(settings: Settings, scenario: Scenario) -> Counter[Once
 
 
 async def converged(
-    pool: AsyncConnectionPool, settings: Settings, scenario: Scenario, oracle: Expected
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    scenario: Scenario,
+    oracle: Expected,
+    *,
+    within: float = CONVERGE_S,
+    repeats: bool = False,
 ) -> list[str]:
-    """What still differs from the oracle once PostgreSQL matches it, or when time is up."""
-    deadline = asyncio.get_running_loop().time() + CONVERGE_S
+    """What still differs from the oracle once PostgreSQL matches it, or when time is up
+    (``repeats``: see ``published_once``)."""
+    deadline = asyncio.get_running_loop().time() + within
     problems: list[str] = []
     while asyncio.get_running_loop().time() < deadline:
         tables, problems = actual_tables(await table_rows(pool, scenario), scenario.log)
@@ -174,7 +190,7 @@ async def converged(
             if not p.startswith("published")
         ]
         if not problems and not rows:
-            once = await published_once(settings, scenario)
+            once = await published_once(settings, scenario, repeats=repeats)
             problems = compare(oracle, tables, once, history=False)
             if not problems:
                 return []
