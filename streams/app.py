@@ -32,6 +32,7 @@ from progress.events import (
     QuizCompleted,
 )
 from service.config import Settings
+from streams import faust_fixes
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
 from streams.topics import DEAD_LETTER_MAX_BYTES, consumed_kinds
@@ -45,6 +46,7 @@ BATCH_WITHIN_S = 0.01
 
 
 def create_app(settings: Settings) -> faust.App:
+    faust_fixes.apply()  # without it, a rebalance can skip input (streams/faust_fixes.py)
     t = settings.topics
     app = faust.App(
         f"{settings.topic_prefix}{settings.worker_app_id}",
