@@ -144,6 +144,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float | None, str, bool 
     times = ratio(worker, naive)
     rows.append(("pipeline / naive peer", times, ">= 10", None if times is None else times >= 10))
     rows.append(("freshness p99 (ms)", p99, "<= 1000", None if p99 is None else p99 <= 1000))
+    sink = _value(results, "sink_rows", "batched_rows_per_s")
+    rows.append(("sink rows/s, batched", sink, ">= 50000", None if sink is None else sink >= 50000))
+    cached = _value(results, "api_load", "fixed_rate_cached_p99_ms")
+    rate = _value(results, "api_load", "fixed_rate_cached_requests_per_s")
+    held = None if cached is None or rate is None else cached <= 5 and rate >= 1900
+    rows.append(("cached API p99 ms @2000/s", cached, "<= 5", held))
     return rows
 
 
