@@ -33,12 +33,12 @@ consumer cuts at another point can split them: a batch of old snapshots alone wr
 erased rows again, and the next batch, which starts with the erasure, deletes them again (see
 docs/reliability.md#erasure).
 
-Batching: ``cursor.executemany`` of one fixed ``INSERT ... ON CONFLICT`` statement per table.
-psycopg 3 runs it in pipeline mode (all rows sent without waiting for each answer) and
-prepares the statement once, so a table costs about one round trip per batch. It adapts every
-column type the same way a single execute would (``text[]``, NULL timestamps), needs no
-parameter-count chunking, and keeps the SQL text constant per table; unnest() would need one
-array per column and cannot carry the ``text[]`` column as rows of arrays.
+Batching: per table, the batch's rows are COPYed into a temporary table of the same shape
+and merged by one ``INSERT ... SELECT ... ON CONFLICT`` carrying the version guard. COPY
+streams the rows with no per-row statement, bind or answer (psycopg adapts each value as a
+parameter would: ``text[]``, NULL timestamps), and the merge is one set-based statement;
+``executemany`` in pipeline mode, the previous way, still bound every row on its own and ran
+at about half the rows per second (BENCHMARKS.md, sink).
 """
 
 from __future__ import annotations
@@ -128,6 +128,53 @@ def _build_upsert(model: type[Row]) -> _Upsert:
 # Built once per table, from the models: pure data, no connection involved.
 _UPSERTS: Mapping[type[Row], _Upsert] = MappingProxyType(
     {model: _build_upsert(model) for model in ALL_ROW_MODELS}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A batch's rows of one table: COPYed into a temporary table, then merged into the
+    real one by a single ``INSERT ... SELECT ... ON CONFLICT`` with the same guard."""
+
+    columns: tuple[str, ...]
+    create: sql.Composed
+    copy: sql.Composed
+    merge: sql.Composed
+
+
+def _build_staged(model: type[Row]) -> _Staged:
+    columns = table_columns(model)
+    table = sql.Identifier(model.table)
+    stage = sql.Identifier(f"stage_{model.table}")
+    names = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
+    guard = sql.Identifier("version" if issubclass(model, VersionedRow) else "updated_at")
+    updates = _assignments(column for column in columns if column != "id")
+    updates.append(sql.SQL("synced_at = now()"))
+    return _Staged(
+        columns=columns,
+        # Per session (a pooled connection keeps it); emptied at every commit.
+        create=sql.SQL(
+            "create temporary table if not exists {stage} (like {table} including defaults)"
+            " on commit delete rows"
+        ).format(stage=stage, table=table),
+        copy=sql.SQL("copy {stage} ({names}) from stdin").format(stage=stage, names=names),
+        # Ordered by id: the lock order that keeps two overlapping sinks from deadlocking.
+        merge=sql.SQL(
+            "insert into {table} ({names}) select {names} from {stage} order by id"
+            " on conflict (id) do update set {updates}"
+            " where {table}.{guard} < excluded.{guard}"
+        ).format(
+            table=table,
+            names=names,
+            stage=stage,
+            updates=sql.SQL(", ").join(updates),
+            guard=guard,
+        ),
+    )
+
+
+_STAGED: Mapping[type[Row], _Staged] = MappingProxyType(
+    {model: _build_staged(model) for model in ALL_ROW_MODELS}
 )
 
 # The per-learner tables (every one has user_id, indexed first), in the order a batch writes
@@ -292,11 +339,12 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
             rows = grouped.get(model)
             if not rows:
                 continue
-            upsert = _UPSERTS[model]
-            rows.sort(key=lambda row: row.id)
-            await cursor.executemany(
-                upsert.statement, [_params(upsert.columns, row) for row in rows]
-            )
+            staged = _STAGED[model]
+            await cursor.execute(staged.create)
+            async with cursor.copy(staged.copy) as copy:
+                for row in rows:
+                    await copy.write_row(_params(staged.columns, row))
+            await cursor.execute(staged.merge)
         if CourseProgress in grouped:
             await cursor.execute(_RETIRE_MODULES, (_parent_ids(grouped, CourseProgress),))
         if UserProgress in grouped:
