@@ -89,12 +89,15 @@ class _Touched:
 
 _ALL = _Touched(lessons=None, quizzes=None, submissions=None)
 
+# A course the learner has no state for yet: built once, since states are immutable.
+_NO_COURSE = CourseState()
+
 
 def on_enrollment(
     state: LearnerState | None, event: UserEnrolled, known: KnownCourse | None, catalog: Catalog
 ) -> Outcome:
     base = state or new_learner(event.user_id, event.enrolled_at)
-    course = merge_enrollment(base.courses.get(event.course_id, CourseState()), event)
+    course = merge_enrollment(base.courses.get(event.course_id) or _NO_COURSE, event)
     focus = (event.course_id, course, known)
     return _conclude(state, base, catalog, event.enrolled_at, focus, _ALL)
 
@@ -143,7 +146,7 @@ def _activity(
 ) -> tuple[LearnerState, CourseState]:
     """The learner with the day of this activity recorded, and the course it is in."""
     base = with_activity_day(state or new_learner(user_id, at), at)
-    return base, base.courses.get(course_id, CourseState())
+    return base, base.courses.get(course_id) or _NO_COURSE
 
 
 def on_external_evidence(
@@ -206,7 +209,7 @@ def _conclude(
     )
     published += _award_events(candidate, awards, catalog)
 
-    changed = original is None or _facts(candidate) != _facts(original)
+    changed = original is None or not _same_facts(candidate, original)
     if changed:
         state = candidate.model_copy(
             update={
@@ -236,9 +239,15 @@ def _conclude(
     return Outcome(state, changed, snapshot, tuple(published))
 
 
-def _facts(state: LearnerState) -> LearnerState:
-    """The state without its bookkeeping: what tells whether an event changed anything."""
-    return state.model_copy(update={"version": 0, "updated_at": state.created_at})
+# The state without its bookkeeping (version, updated_at): what tells whether an event
+# changed anything.
+_FACT_FIELDS = tuple(f for f in LearnerState.model_fields if f not in ("version", "updated_at"))
+
+
+def _same_facts(a: LearnerState, b: LearnerState) -> bool:
+    # Field by field rather than comparing two copies without the bookkeeping: the same
+    # answer (states have no extra or private attributes) without copying two states.
+    return all(getattr(a, name) == getattr(b, name) for name in _FACT_FIELDS)
 
 
 def _derive_course(

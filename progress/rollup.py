@@ -18,6 +18,7 @@ Definitions (docs/events.md repeats them for producers and analysts):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from progress.facts import earliest, latest
@@ -38,12 +39,14 @@ from progress.models import (
 )
 from progress.schema import stable_id
 from progress.state import (
+    AttemptState,
     CourseState,
     CourseSummary,
     EvidenceFact,
     KnownCourse,
     LearnerState,
     LessonState,
+    SubmissionState,
 )
 from progress.structure import CompetencyGrant, ModuleDef
 
@@ -66,13 +69,21 @@ def _fold_times(
     course: CourseState,
 ) -> tuple[datetime | None, datetime | None]:
     """Earliest start and latest activity over every item the learner touched."""
+    return _fold_spans(
+        course.lessons.values(), course.quiz_attempts.values(), course.submissions.values()
+    )
+
+
+def _fold_spans(
+    lessons: Iterable[LessonState],
+    attempts: Iterable[AttemptState],
+    submissions: Iterable[SubmissionState],
+) -> tuple[datetime | None, datetime | None]:
     started: datetime | None = None
     last: datetime | None = None
-    spans = [(x.started_at, x.last_activity_at) for x in course.lessons.values()]
-    spans += [
-        (a.started_at or a.first_seen_at, a.last_activity_at) for a in course.quiz_attempts.values()
-    ]
-    spans += [(x.first_seen_at, x.last_activity_at) for x in course.submissions.values()]
+    spans = [(x.started_at, x.last_activity_at) for x in lessons]
+    spans += [(a.started_at or a.first_seen_at, a.last_activity_at) for a in attempts]
+    spans += [(x.first_seen_at, x.last_activity_at) for x in submissions]
     for first, latest_at in spans:
         started = earliest(started, first)
         last = latest(last, latest_at)
@@ -127,14 +138,13 @@ class _ModuleFigures:
         lesson_ids = {x.id for x in module.lessons}
         quiz_ids = {q.id for q in module.quizzes}
         assignment_ids = {a.id for a in module.assignments}
-        only = CourseState(
-            lessons={k: v for k, v in course.lessons.items() if k in lesson_ids},
-            quiz_attempts={k: v for k, v in course.quiz_attempts.items() if v.quiz_id in quiz_ids},
-            submissions={
-                k: v for k, v in course.submissions.items() if v.assignment_id in assignment_ids
-            },
+        # Folded in place: building a CourseState of the module's items would validate them
+        # all again, on every event, for every module.
+        return _fold_spans(
+            (v for k, v in course.lessons.items() if k in lesson_ids),
+            (v for v in course.quiz_attempts.values() if v.quiz_id in quiz_ids),
+            (v for v in course.submissions.values() if v.assignment_id in assignment_ids),
         )
-        return _fold_times(only)
 
     def evidence(self) -> list[EvidenceFact]:
         facts = []
@@ -149,6 +159,28 @@ class _ModuleFigures:
                     _fact(g, "assignment", assignment.id, done) for g in assignment.competencies
                 ]
         return facts
+
+
+# The figures of the modules last summarized. An event's course is summarized and then its
+# module rows are built from the same facts: the second time is served from here. Keyed by
+# identity and holding the objects themselves (so an id cannot be reused while listed);
+# states are immutable and a change of facts replaces the dict it is in, so the same objects
+# give the same figures.
+_FIGURES_KEPT = 64
+_figures_kept: dict[tuple[int, ...], tuple[tuple[object, ...], _ModuleFigures]] = {}
+
+
+def _figures(module: ModuleDef, course: CourseState) -> _ModuleFigures:
+    held = (module, course.lessons, course.quiz_attempts, course.submissions)
+    key = tuple(id(x) for x in held)
+    kept = _figures_kept.get(key)
+    if kept is not None and all(a is b for a, b in zip(kept[0], held, strict=True)):
+        return kept[1]
+    figures = _ModuleFigures(module, course)
+    if len(_figures_kept) >= _FIGURES_KEPT:
+        del _figures_kept[next(iter(_figures_kept))]
+    _figures_kept[key] = (held, figures)
+    return figures
 
 
 def _fact(grant: CompetencyGrant, kind: str, reference_id: str, at: datetime) -> EvidenceFact:
@@ -168,7 +200,7 @@ def summarize_course(
     """The learner's roll-up of one course against its structure (empty while unknown)."""
     structure = known.structure if known else None
     modules = structure.modules if structure else ()
-    figures = [_ModuleFigures(m, course) for m in modules]
+    figures = [_figures(m, course) for m in modules]
     started_at, last_activity_at = _fold_times(course)
     total = sum(f.total for f in figures)
     done = sum(f.done for f in figures)
@@ -283,7 +315,7 @@ def module_rows(
     course = state.courses[course_id]
     rows = []
     for module in known.structure.modules:
-        f = _ModuleFigures(module, course)
+        f = _figures(module, course)
         structure_at = known.structure_updated_at
         created_at = earliest(course.enrolled_at, structure_at) or structure_at
         rows.append(

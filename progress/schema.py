@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -77,6 +78,9 @@ EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_event_time)]
 _NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4b59-9a57-2f1e4c0d8e11")
 
 
+# Every snapshot names the same rows again (a learner's user, course and module rows), so
+# their ids are remembered rather than hashed anew each time; a pure function, any size works.
+@functools.lru_cache(maxsize=1 << 16)
 def stable_id(*parts: str) -> str:
     """A UUID derived from its parts, so a replay gives every row and event the same id."""
     return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))

@@ -1,14 +1,20 @@
-"""The snapshot: what the worker hands the sink after processing one event for one learner.
+"""The snapshot: what the worker hands the sink after processing events for one learner.
 
 One message on ``progress.snapshots``, keyed by user_id, carrying every row the event
-touched, all at the learner's state ``version``. The sink writes them in one transaction, so
+touched, at the learner's state ``version``. The sink writes them in one transaction, so
 PostgreSQL never shows half of an event's effect.
+
+The worker sends one snapshot per learner and batch of events: ``merge`` of the snapshots of
+the learner's events, in order. A merged snapshot holds each row at the newest version any of
+them had it, so its rows can be older than its ``version``, never newer; written, it leaves
+PostgreSQL as the snapshots it merges would have (see ``merge``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import model_validator
 
@@ -46,14 +52,14 @@ class Snapshot(OutputModel):
 
     @model_validator(mode="after")
     def _rows_are_the_learners(self) -> Self:
+        # At the snapshot's version, or older in a merged snapshot (module docstring).
         for row in self.rows():
-            if isinstance(row, VersionedRow) and (row.user_id, row.version) != (
-                self.user_id,
-                self.version,
+            if isinstance(row, VersionedRow) and (
+                row.user_id != self.user_id or row.version > self.version
             ):
                 raise ValueError(
                     f"{row.table} row {row.id} is for {row.user_id}@{row.version}, "
-                    f"not {self.user_id}@{self.version}"
+                    f"not {self.user_id}@{self.version} or older"
                 )
         return self
 
@@ -76,6 +82,58 @@ class Snapshot(OutputModel):
         for competency in self.user_competencies:
             out.extend(competency.evidence)
         return out
+
+
+# The fields of a snapshot that hold rows, each a set keyed by row id.
+_ROW_GROUPS = (
+    "course_progress",
+    "module_progress",
+    "lesson_progress",
+    "quiz_attempts",
+    "quiz_question_responses",
+    "assignment_submissions",
+    "learning_path_progress",
+    "user_competencies",
+    "user_achievements",
+)
+
+
+def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
+    """One snapshot for a learner's snapshots, given in the order they were made.
+
+    Each row is kept at the newest version any of them has it, the first of equal versions:
+    the sink's own rule (``sinks.postgres.coalesce``), so the rows it writes are the same.
+    The sets the sink replaces by their parent row's version (a course's modules, the
+    learner-wide paths, competencies and evidence: ``_RETIRE_MODULES``,
+    ``_RETRACT_LEARNER_WIDE``) come out the same too: each snapshot sends them whole, at its
+    own version, so the rows of a set that a later snapshot left out are older than its
+    parent row in the merge, and are removed as they would have been. A competency row
+    carries its evidence, which therefore goes with the newest competency row.
+    """
+    if len(snapshots) == 1:
+        return snapshots[0]
+    first = snapshots[0]
+    newest: dict[str, dict[str, Any]] = {name: {} for name in _ROW_GROUPS}
+    user_progress = first.user_progress
+    version = first.version
+    for snapshot in snapshots:
+        if snapshot.user_id != first.user_id:
+            raise ValueError(f"cannot merge snapshots of {first.user_id} and {snapshot.user_id}")
+        version = max(version, snapshot.version)
+        if snapshot.user_progress.version > user_progress.version:
+            user_progress = snapshot.user_progress
+        for name in _ROW_GROUPS:
+            kept = newest[name]
+            for row in getattr(snapshot, name):
+                held = kept.get(row.id)
+                if held is None or row.version > held.version:
+                    kept[row.id] = row
+    return Snapshot(
+        user_id=first.user_id,
+        version=version,
+        user_progress=user_progress,
+        **{name: tuple(rows.values()) for name, rows in newest.items()},
+    )
 
 
 class Erasure(OutputModel):

@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> faust.App:
     kinds = consumed_kinds(t)
 
     # Tables: changelog-backed, partitioned like the learner input.
-    def table(name: str, help_: str) -> faust.TableT:
+    def table(name: str, help_: str, **options: Any) -> faust.TableT:
         return app.Table(
             name,
             default=None,
@@ -100,9 +100,15 @@ def create_app(settings: Settings) -> faust.App:
             key_type=str,
             partitions=settings.topic_partitions,
             help=help_,
+            **options,
         )
 
-    learners = table("learners", "LearnerState by user_id")
+    # Learner states are written on nearly every event: stored as the model's own JSON bytes
+    # (``value_type=bytes`` selects the raw codec), dumped and parsed by pydantic in one step,
+    # instead of a dict that Faust encodes again. Values written as JSON dicts before are the
+    # same JSON text, so an existing changelog still loads (streams/learners.py,
+    # ``_parse_state``).
+    learners = table("learners", "LearnerState JSON by user_id", value_type=bytes)
     erasures = table("erasures", "time of the learner's last erasure, by user_id")
     courses = table("courses", "KnownCourse by '<partition>/<course_id>'")
     catalog = table("catalog", "catalog entries by id, by '<partition>/<kind>'")
@@ -124,8 +130,14 @@ def create_app(settings: Settings) -> faust.App:
         dead_letters=dead_letters,
     )
 
+    # Whatever the worker keeps in memory of the tables is dropped whenever partitions move:
+    # another worker may have changed a partition's state while it was away from this one.
     @app.on_partitions_revoked.connect
     async def forget_cached(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        learner_stream.forget_cached()
+
+    @app.on_partitions_assigned.connect
+    async def forget_cached_on_assignment(sender: Any, assigned: Any, **kwargs: Any) -> None:
         learner_stream.forget_cached()
 
     # Agents.

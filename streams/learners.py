@@ -10,7 +10,9 @@ makes a crash at any point safe:
    event is handled, and their delivery is awaited together at the end of the batch;
 2. only then is each learner's newest state written to the table (its changelog), once per
    learner and batch however many of its events the batch held;
-3. then the snapshots are sent, in event order.
+3. then the snapshots are sent: one per learner, merging those of its events in order
+   (``progress.snapshots.merge``: the sink ends with the same rows), in the order of each
+   learner's first event.
 Within a batch, a learner's next event sees the state its previous one left (held in memory
 until step 2). Faust acks the batch's events, and so may commit their offsets, only after
 ``handle_batch`` returned, and flushes the producer before it commits, so a crash before the
@@ -25,13 +27,14 @@ import asyncio
 import logging
 import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from faust.streams import _current_event
-from faust.types import EventT, Message, TableT, TopicT
+from faust.types import EventT, Message, ProducerT, TableT, TopicT
 
 from progress.catalog import (
     AchievementUpdated,
@@ -66,13 +69,19 @@ from progress.outcomes import (
     on_profile,
     on_quiz_activity,
 )
-from progress.snapshots import Erasure
+from progress.snapshots import Erasure, Snapshot, merge
 from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 from streams.topics import consumed_kinds
 
 log = logging.getLogger(__name__)
+
+# Parsed learner states kept in memory, least recently used dropped first: a learner's next
+# event then skips the table read and the parse. Bounded, since a worker's partitions can
+# hold millions of learners; a parsed state takes about 12 KB (2.4 KB of JSON) in the
+# benchmark's workload, so this is some 120 MB.
+KEPT_LEARNERS = 10_000
 
 # Learners of a partition are indexed in this many lists, so that adding one rewrites a
 # small list; an achievement that changes re-evaluates every learner of the partition.
@@ -118,18 +127,26 @@ class LearnerStream:
         # are revoked, since another worker may change them meanwhile.
         self._catalogs: dict[int, Catalog] = {}
         self._indexed: dict[str, set[str]] = {}
+        # Learner states as the table holds them (written or read), dropped likewise.
+        self._kept: OrderedDict[str, LearnerState] = OrderedDict()
+        # Parsed courses by table key: each learner event reads its course's structure.
+        self._courses: dict[str, KnownCourse | None] = {}
         self.processed = 0
         self.ignored = 0
         # The batch under way (see the module's docstring): newest state per learner with an
         # event of its partition, deliveries of published events, and snapshots to send.
         self._states: dict[str, tuple[EventT, LearnerState]] = {}
         self._deliveries: list[Awaitable[Any]] = []
-        self._snapshots: list[tuple[bytes, bytes]] = []
+        self._snapshots: dict[str, list[Snapshot]] = {}
         self._event: EventT | None = None
+        self._topic_names: dict[int, str] = {}
+        self._producer: ProducerT | None = None
 
     def forget_cached(self) -> None:
         self._catalogs.clear()
         self._indexed.clear()
+        self._kept.clear()
+        self._courses.clear()
 
     async def handle_batch(self, events: Sequence[EventT]) -> None:
         """Handle the events in order, then carry out their effects (module docstring)."""
@@ -150,10 +167,12 @@ class LearnerStream:
         for user_id, (event, state) in states.items():
             # A table write goes to the partition of the current event: this learner's.
             with _partition_of(event):
-                self.learners[user_id] = state.model_dump(mode="json")
-        snapshots, self._snapshots = self._snapshots, []
-        for key, value in snapshots:
-            await self.snapshots.send(key=key, value=value)
+                self.learners[user_id] = state.model_dump_json().encode()
+            self._keep(user_id, state)
+        snapshots, self._snapshots = self._snapshots, {}
+        for user_id, made in snapshots.items():
+            value = merge(made).model_dump_json().encode()
+            await self._produce(self.snapshots, user_id.encode(), value)
 
     async def handle(self, message: Message) -> None:
         try:
@@ -213,6 +232,7 @@ class LearnerStream:
         known = merge_course_update(held, event)
         if known != held:
             self.courses[key] = known.model_dump(mode="json")
+            self._courses[key] = known
         # Re-derived even when nothing changed, so a replay re-sends what a crash lost.
         catalog = self._catalog(p)
         for user_id in self._members(p, event.id):
@@ -267,6 +287,7 @@ class LearnerStream:
         for course_id in state.courses if state else ():
             self._unindex(p, "members", course_id, user_id)
         self._unindex(p, "learners", _shard(user_id), user_id)
+        self._kept.pop(user_id, None)
         if user_id in self.learners:
             del self.learners[user_id]
         # Kept: the user id and the time of the erasure, nothing of their progress.
@@ -275,14 +296,14 @@ class LearnerStream:
             self.erasures[user_id] = event.requested_at.isoformat()
         key = user_id.encode()
         erasure = Erasure(user_id=user_id, erased_at=event.requested_at)
-        await self.snapshots.send(key=key, value=erasure.model_dump_json().encode())
+        await self._produce(self.snapshots, key, erasure.model_dump_json().encode())
         erased = LearnerErased(
             event_id=LearnerErased.id_for(user_id, event.request_id),
             user_id=user_id,
             request_id=event.request_id,
             erased_at=event.requested_at,
         )
-        await self.published[LearnerErased].send(key=key, value=erased.model_dump_json().encode())
+        await self._produce(self.published[LearnerErased], key, erased.model_dump_json().encode())
         log.info("erased learner %s (request %s)", user_id, event.request_id)
 
     # ----------------------------------------------------------------- effects
@@ -292,13 +313,34 @@ class LearnerStream:
         state = outcome.state
         key = state.user_id.encode()
         for e in outcome.published:
-            sent = await self.published[type(e)].send(key=key, value=e.model_dump_json().encode())
+            sent = await self._produce(self.published[type(e)], key, e.model_dump_json().encode())
             self._deliveries.append(sent)
         if outcome.changed:
             self._states[state.user_id] = (self._event_for_write(), state)
-        self._snapshots.append((key, outcome.snapshot.model_dump_json().encode()))
+        self._snapshots.setdefault(state.user_id, []).append(outcome.snapshot)
         if self._event is None:
             await self.flush()
+
+    async def _produce(self, topic: TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
+        """Hand a record to the app's producer; returns its delivery.
+
+        Straight to the producer that ``topic.send`` ends in, with the same partitioner (by
+        key) and the same order, but without Faust's bookkeeping of each message (a
+        FutureMessage, sensors, a callback on delivery), which cost about as much as the
+        send itself. Faust flushes this producer before it commits offsets, as it does for
+        ``topic.send``. In a transaction (exactly-once), ``topic.send`` is what joins it.
+        """
+        app = topic.app
+        if app.in_transaction:
+            return await topic.send(key=key, value=value)
+        name = self._topic_names.get(id(topic))
+        if name is None:
+            name = self._topic_names[id(topic)] = topic.get_topic_name()
+        if self._producer is None:
+            # Once: ``maybe_start_producer`` yields to the event loop on every call.
+            self._producer = await app.maybe_start_producer()
+        producer = self._producer
+        return await producer.send(name, key, value, partition=None, timestamp=None, headers=None)
 
     def _event_for_write(self) -> EventT:
         # Any event of the learner's partition: table writes are routed by it.
@@ -323,7 +365,7 @@ class LearnerStream:
             )
             snapshot = snapshot.model_copy(update={"learning_path": row})
         key = CatalogSnapshot.key_for(_CATALOG_KINDS[type(entry)], entry.id)
-        await self.snapshots.send(key=key.encode(), value=snapshot.model_dump_json().encode())
+        await self._produce(self.snapshots, key.encode(), snapshot.model_dump_json().encode())
 
     # ----------------------------------------------------------------- table reads
 
@@ -335,12 +377,33 @@ class LearnerStream:
         held = self._states.get(user_id)
         if held is not None:
             return held[1]  # states are immutable: the domain returns new ones
+        kept = self._kept.get(user_id)
+        if kept is not None:
+            self._kept.move_to_end(user_id)
+            return kept
         raw = self.learners.get(user_id)
-        return LearnerState.model_validate(raw) if raw else None
+        if not raw:
+            return None
+        state = _parse_state(raw)
+        self._keep(user_id, state)
+        return state
+
+    def _keep(self, user_id: str, state: LearnerState) -> None:
+        self._kept[user_id] = state
+        self._kept.move_to_end(user_id)
+        if len(self._kept) > KEPT_LEARNERS:
+            self._kept.popitem(last=False)
 
     def _known(self, p: int, course_id: str) -> KnownCourse | None:
-        raw = self.courses.get(partition_key(p, course_id))
-        return KnownCourse.model_validate(raw) if raw else None
+        key = partition_key(p, course_id)
+        if key in self._courses:
+            return self._courses[key]
+        raw = self.courses.get(key)
+        known = KnownCourse.model_validate(raw) if raw else None
+        if known is not None:
+            # Unknown courses are not remembered: the entry a CourseUpdated writes is.
+            self._courses[key] = known
+        return known
 
     def _catalog(self, p: int) -> Catalog:
         cached = self._catalogs.get(p)
@@ -397,6 +460,14 @@ def _partition_of(event: EventT) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def _parse_state(raw: bytes | str | dict[str, Any]) -> LearnerState:
+    """A learner state as the table holds it: its JSON text (as bytes, or as a str for a value
+    written as a JSON string), or a dict from a store that decoded the JSON itself."""
+    if isinstance(raw, dict):
+        return LearnerState.model_validate(raw)
+    return LearnerState.model_validate_json(raw)
 
 
 def _shard(user_id: str) -> str:
