@@ -262,8 +262,9 @@ async def test_worker_killed_mid_stream_and_restarted_loses_nothing(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="open, about 1 run in 3 here: in the rebalance after the second worker leaves, "
-    "one input event is committed without effect (docs/reliability.md, fault matrix)",
+    reason="partly open: in the rebalance after the second worker leaves, input dropped "
+    "during recovery can be committed unhandled; 2 runs in 8 under load since "
+    "streams/faust_fixes.py (docs/reliability.md, fault matrix)",
 )
 async def test_second_worker_joining_and_leaving_loses_nothing(
     service_under_fault: Service, pg_pool: AsyncConnectionPool
