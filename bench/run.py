@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import inspect
 import json
 import logging
 import platform
@@ -28,7 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, freshness, naive_peer, pipeline, quix_peer
+from bench import (
+    api_load,
+    ceiling,
+    freshness,
+    naive_peer,
+    pipeline,
+    quix_peer,
+    sink_rows,
+    state_recovery,
+)
 from bench.env import BenchEnv, cleanup, create_env, prepare
 from bench.loadgen import Workload, generate, produce, self_check
 from service.config import Settings
@@ -78,33 +85,25 @@ async def _freshness(ctx: Context) -> dict[str, Any]:
     )
 
 
-def _optional(module_name: str) -> Measure:
-    """A section in a module of its own, written separately: ``async def measure(...)``
-    returning a flat dict whose names carry their units. It is given the keyword arguments
-    it declares among ``env``, ``settings``, ``workload``, ``quick`` and ``seed``, and is
-    skipped (with a note in the results) while the module does not exist."""
+async def _sink_rows(ctx: Context) -> dict[str, Any]:
+    if ctx.args.quick:  # the sizes of ``python -m bench.sink_rows --quick``
+        return await sink_rows.measure(learners=400, per_row_rows=3000)
+    return await sink_rows.measure()
 
-    async def run(ctx: Context) -> dict[str, Any]:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            return {"skipped": f"{module_name} not written yet"}
-        offered = {
-            "env": ctx.env,
-            "settings": ctx.env.settings,
-            "workload": ctx.workload,
-            "quick": ctx.args.quick,
-            "seed": ctx.args.seed,
-        }
-        accepted = inspect.signature(module.measure).parameters
-        result: dict[str, Any] = await module.measure(
-            **{name: value for name, value in offered.items() if name in accepted}
+
+async def _api_load(ctx: Context) -> dict[str, Any]:
+    if ctx.args.quick:  # as ``python -m bench.api_load --quick``
+        quick = api_load.Plan(
+            seconds=5.0, per_endpoint_seconds=0.0, rate_seconds=8.0, rate_repeats=1
         )
-        return result
+        return await api_load.measure(500, quick)
+    return await api_load.measure()
 
-    return run
+
+async def _state_recovery(ctx: Context) -> dict[str, Any]:
+    if ctx.args.quick:  # as ``python -m bench.state_recovery --quick``
+        return await state_recovery.measure(keys=100_000, built=1000)
+    return await state_recovery.measure()
 
 
 # Run in this order; freshness needs the pipeline's worker state. New sections go here.
@@ -114,9 +113,9 @@ SECTIONS: list[tuple[str, Measure]] = [
     ("naive_peer", _naive),
     ("quix_peer", _quix),
     ("freshness", _freshness),
-    ("sink_rows", _optional("bench.sink_rows")),
-    ("api_load", _optional("bench.api_load")),
-    ("state_recovery", _optional("bench.state_recovery")),
+    ("sink_rows", _sink_rows),
+    ("api_load", _api_load),
+    ("state_recovery", _state_recovery),
 ]
 
 
