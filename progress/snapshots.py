@@ -67,18 +67,8 @@ class Snapshot(OutputModel):
         """Every row in the snapshot, user_progress first; evidence travels inside its
         UserCompetency and is listed after it."""
         out: list[Row] = [self.user_progress]
-        for group in (
-            self.course_progress,
-            self.module_progress,
-            self.lesson_progress,
-            self.quiz_attempts,
-            self.quiz_question_responses,
-            self.assignment_submissions,
-            self.learning_path_progress,
-            self.user_competencies,
-            self.user_achievements,
-        ):
-            out.extend(group)
+        for name in _ROW_GROUPS:
+            out.extend(getattr(self, name))
         for competency in self.user_competencies:
             out.extend(competency.evidence)
         return out
