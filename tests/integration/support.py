@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from psycopg_pool import AsyncConnectionPool
 
@@ -173,7 +174,12 @@ async def produce(
 
 
 async def committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
-    offsets = await admin.list_consumer_group_offsets(group)
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+        # A fresh broker creates its offsets topic on the first group's request: nothing is
+        # committed yet, and the caller asks again.
+        return {}
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
