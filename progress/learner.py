@@ -165,10 +165,10 @@ def criterion_met_at(
     }
     match criterion.kind:
         case "first-lesson":
-            return _nth([t for s in summaries.values() for t in s.lesson_completions], 1)
+            return state.lessons_reached[0] if state.lessons_reached else None
         case "lessons":
-            times = [t for s in summaries.values() for t in s.lesson_completions]
-            return _nth(times, criterion.count)
+            reached = state.lessons_reached
+            return reached[criterion.count - 1] if len(reached) >= criterion.count else None
         case "course-completed":
             if criterion.course_id is not None:
                 return completed.get(criterion.course_id)
@@ -232,7 +232,13 @@ def derive_learner(
         **{pid: p.completed_at for pid, p in paths.items() if p.completed_at},
         **state.paths_completed,  # the first completion stands
     }
-    with_paths = state.model_copy(update={"paths": paths, "paths_completed": paths_completed})
+    with_paths = state.model_copy(
+        update={
+            "paths": paths,
+            "paths_completed": paths_completed,
+            "lessons_reached": _lessons_reached(state, summaries, late=late),
+        }
+    )
     new_achievements = []
     earned = dict(state.achievements)
     for aid, achievement in sorted(catalog.achievements.items()):
@@ -252,6 +258,21 @@ def derive_learner(
         }
     )
     return derived, Awards(new_achievements, new_competencies)
+
+
+def _lessons_reached(
+    state: LearnerState, summaries: dict[str, CourseSummary], *, late: bool
+) -> tuple[datetime, ...]:
+    """``LearnerState.lessons_reached`` after this derivation: a count reached for the first
+    time is recorded at the n-th lesson's time; a late fact may move a recorded one earlier."""
+    counted = sorted(t for s in summaries.values() for t in s.lesson_completions)
+    reached = list(state.lessons_reached)
+    for n, at in enumerate(counted):
+        if n >= len(reached):
+            reached.append(at)
+        elif late and at < reached[n]:
+            reached[n] = at
+    return tuple(reached)
 
 
 def achievement_points(state: LearnerState, catalog: Catalog) -> int:

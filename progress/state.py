@@ -175,6 +175,9 @@ class LearnerState(StateModel):
     # Derived learner-wide roll-ups, kept to notice changes (like CourseSummary).
     paths: dict[str, PathSummary] = {}
     paths_completed: dict[str, datetime] = {}  # when each path was first completed
+    # Entry n-1: the completion time of the n-th counted lesson when the learner first had n,
+    # kept though a lesson may leave its course's structure later.
+    lessons_reached: tuple[datetime, ...] = ()
     competencies: dict[str, CompetencySummary] = {}
     # Awards, recorded in the same table write that publishes them: each happens once.
     achievements: dict[str, datetime] = {}

@@ -110,10 +110,7 @@ class Clock:
 
 # Shapes of input that make the core disagree with the oracle (each has a strict xfail test in
 # tests/unit/test_oracle_core.py); ``scenarios()`` leaves them out unless ``allow`` names them.
-# An achievement for lessons defined after a counted lesson left the course's structure: the
-# core counts the lessons of the structures it holds, not those of every past moment.
-LATE_LESSON_AWARD = "late-lesson-award"
-KNOWN_ISSUES = frozenset({LATE_LESSON_AWARD})
+KNOWN_ISSUES: frozenset[str] = frozenset()
 
 
 class _Draw:
@@ -354,8 +351,6 @@ def _catalog(d: _Draw, courses: list[str]) -> list[Event]:
         late = d(st.booleans())
         if d.scoped:  # only this world's learners can meet it: its own course or path
             kind = d(st.sampled_from(["course-completed", "learning-path-completed"]))
-        elif late and LATE_LESSON_AWARD not in d.allow:
-            kind = d(st.sampled_from([k for k in kinds if k not in ("first-lesson", "lessons")]))
         else:
             kind = d(st.sampled_from(kinds))
         criteria: dict[str, Any] = {"kind": kind}

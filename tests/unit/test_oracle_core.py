@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 
 from progress.catalog import (
@@ -519,13 +518,6 @@ def test_a_once_event_published_on_a_partial_view_stands_and_the_rows_converge()
     assert check(arrivals) == ["published ('CourseCompleted', 'u1', 'c1'): not expected"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="G: an achievement for lessons defined after a counted lesson left the "
-    "structure: the core counts the lessons of the structure it holds (generator flag "
-    "LATE_LESSON_AWARD)",
-)
 def test_a_lessons_achievement_defined_later_counts_a_lesson_since_removed() -> None:
     arrivals = [  # in event-time order
         course(-60, [{"id": "m1", "lessons": [{"id": "l1"}, {"id": "l2"}]}]),
@@ -535,7 +527,7 @@ def test_a_lessons_achievement_defined_later_counts_a_lesson_since_removed() -> 
         achievement(30, {"kind": "first-lesson"}, points=5),
     ]
     assert expected(arrivals).tables["user_achievements"][("u1", "h1")]["earned_at"] == _t(10)
-    assert check(arrivals) == []  # no award
+    assert check(arrivals) == []  # was: no award
 
 
 def test_earned_at_is_the_first_time_the_criterion_was_met_in_event_time() -> None:
