@@ -48,7 +48,7 @@ from bench.seeding import (
 from progress.models import ALL_ROW_MODELS, Row
 from progress.snapshots import Snapshot
 from sinks.cache import ProgressCache
-from sinks.postgres import _UPSERTS, after_erasures, coalesce, write_snapshots
+from sinks.postgres import ROW_UPSERTS, after_erasures, coalesce, write_snapshots
 from sinks.runner import decode_message
 
 DATABASE = "progress_benchb_sink"
@@ -106,7 +106,7 @@ async def per_row_seconds(url: str, rows: Sequence[Row]) -> float:
         await emptied(conn)
         started = time.perf_counter()
         for row in rows:
-            upsert = _UPSERTS[type(row)]
+            upsert = ROW_UPSERTS[type(row)]
             await conn.execute(
                 upsert.statement, tuple(getattr(row, column) for column in upsert.columns)
             )
