@@ -1,17 +1,31 @@
-"""A fix for Faust 0.15 / aiokafka 0.13 that the worker cannot do without: input skipped
-after a rebalance.
+"""Fixes for Faust 0.15 / aiokafka 0.13 that the worker cannot do without: input committed
+unhandled around a rebalance.
 
-After every rebalance Faust recovers the tables, then seeks each input partition back to its
-committed offset, because records its fetcher read while recovery had the partition paused
-were dropped. aiokafka's ``seek_to_committed`` seeks only partitions whose committed offset is
-above 0; a partition that never committed (or committed 0) keeps the position the fetcher had
-reached, past the dropped records. Those events are never handled, and the next commit moves
-past them: they are lost. It showed in the fault test of a second worker joining and leaving
-(tests/integration/test_faults.py): a learner's events on a partition the first worker took
-back were fetched during recovery, dropped, and never applied.
+Faust commits, per input partition, the end of the run of offsets its agents have acknowledged.
+Around a rebalance, records are fetched and then thrown away: by ``getmany`` when a partition
+is paused between the fetch and the hand-over, by the stream queues cleared when the rebalance
+starts, by a fetch cancelled when the flow is suspended. Faust relies on seeking every input
+partition back to its committed offset once recovery is done, and on its commit arithmetic
+never to move past an offset that was not handled. Four places break that, and each showed in
+the fault test of a second worker joining and leaving (tests/integration/test_faults.py):
 
-``seek_partitions_to_committed`` seeks those partitions too: to 0 when 0 was committed, to the
-beginning (``consumer_auto_offset_reset`` is "earliest") when nothing was.
+1. aiokafka's ``seek_to_committed`` seeks only partitions whose committed offset is above 0. A
+   partition that never committed (or committed 0) kept the position the fetcher had reached,
+   past the records thrown away: 11 of 12 learners of a run never finished.
+2. Faust remembers the committed offset as ``None`` when it is 0 or unknown, and then skips its
+   check that the acknowledged offsets start where the partition was sought to.
+3. The committed offset of a newly assigned partition is unknown until that seek, but records
+   can already flow (partitions are resumed before the seek is awaited): acknowledgements of
+   records read from a stale position were committed, past the records in between.
+4. Those early acknowledgements also outlive the seek, so the check in 2 passes on them.
+
+The fixes: every input partition is sought, never-committed ones to their beginning
+(``consumer_auto_offset_reset`` is "earliest"); the seek records where reading starts and
+forgets acknowledgements from before it; nothing is committed for a partition before that
+seek; and a commit moves only over offsets acknowledged, or skipped by Kafka itself (a gap in
+offsets from a compaction or a transaction marker, which Faust detects as a jump in the
+offsets it reads), from where reading started. Handling a record twice is harmless here
+(derivation is idempotent); skipping one is not.
 """
 
 from __future__ import annotations
@@ -20,25 +34,93 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from faust.transport.consumer import Consumer, ensure_TP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
+from faust.utils.functional import consecutive_numbers
+from intervaltree import IntervalTree
 
 
-async def _seek_all(consumer: AIOKafkaConsumer) -> Mapping[Any, int | None]:
+async def _seek_all(
+    consumer: AIOKafkaConsumer, changelog_topics: frozenset[str]
+) -> Mapping[Any, int | None]:
+    """Seek each input partition to its committed offset; return where each reads from."""
     committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
-    never = [tp for tp, offset in committed.items() if offset is None]
-    if never:
-        await consumer.seek_to_beginning(*never)
+    starts = dict(committed)
     for tp, offset in committed.items():
-        if offset == 0:
+        # Changelog partitions are Faust's recovery to position, never committed: leave them.
+        if tp.topic in changelog_topics:
+            continue
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+            starts[tp] = await consumer.position(tp)
+        elif offset == 0:
             consumer.seek(tp, 0)
-    return committed
+    return starts
 
 
 async def seek_partitions_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
-    """``AIOKafkaConsumerThread.seek_to_committed``, for every assigned partition."""
-    return await self.call_thread(_seek_all, self._ensure_consumer())  # type: ignore[no-any-return]
+    """``AIOKafkaConsumerThread.seek_to_committed``, for every assigned input partition."""
+    changelog_topics = frozenset(self.consumer.app.tables.changelog_topics)
+    return await self.call_thread(  # type: ignore[no-any-return]
+        _seek_all, self._ensure_consumer(), changelog_topics
+    )
+
+
+async def perform_seek(self: Consumer) -> None:
+    """``Consumer.perform_seek`` that knows where each partition reads from afterwards."""
+    starts = await self.seek_to_committed()
+    for partition, start in starts.items():
+        tp = ensure_TP(partition)
+        # Whatever was acknowledged before the seek is read and acknowledged again after it.
+        self._acked.pop(tp, None)
+        self._acked_index.pop(tp, None)
+        self._gap.pop(tp, None)
+        self._committed_offset[tp] = start
+        # The last offset read, so that a first record past ``start`` is seen as a gap.
+        self._read_offset[tp] = None if start is None else start - 1
+
+
+def new_offset(self: Consumer, tp: TP) -> int | None:
+    """``Consumer._new_offset``: the offset to commit, never past one not handled."""
+    start = self._committed_offset[tp]
+    acked = self._acked[tp]
+    if start is None or not acked:
+        return None
+    gaps: IntervalTree = self._gap[tp]
+    if gaps:
+        skipped = [
+            offset
+            for interval in sorted(gaps.overlap(0, max(acked)), key=lambda i: i.begin)
+            for offset in range(interval.begin, interval.end)
+        ]
+        if skipped:
+            acked.extend(skipped)
+            gaps.chop(0, max(skipped[-1], max(acked)) + 1)
+    acked.sort()
+    if acked[0] > start:
+        return None
+    handled = next(consecutive_numbers(acked))
+    acked[: len(handled)] = []
+    self._acked_index[tp].difference_update(handled)
+    return int(handled[-1]) + 1
+
+
+async def add_gap(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> None:
+    """``Consumer._add_gap``: the offsets Kafka skipped, ``offset_from`` up to the record read
+    at ``offset_to``, which is not among them (Faust counted it in: acknowledged before it
+    was handled), and none before the next offset to read (Faust began one after it)."""
+    committed = self._committed_offset[tp]
+    if committed is not None:
+        offset_from = max(offset_from, committed)
+    if offset_from < offset_to:
+        gaps = self._gap[tp]
+        gaps.addi(offset_from, offset_to)
+        gaps.merge_overlaps()
 
 
 def apply() -> None:
     AIOKafkaConsumerThread.seek_to_committed = seek_partitions_to_committed  # type: ignore[method-assign]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    Consumer._new_offset = new_offset  # type: ignore[method-assign]
+    Consumer._add_gap = add_gap  # type: ignore[method-assign]
