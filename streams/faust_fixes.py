@@ -46,16 +46,16 @@ async def _seek_all(
 ) -> Mapping[Any, int | None]:
     """Seek each input partition to its committed offset; return where each reads from."""
     committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
+    # Changelog partitions are Faust's recovery to position, never committed: left alone.
+    inputs = {tp: offset for tp, offset in committed.items() if tp.topic not in changelog_topics}
+    never = [tp for tp, offset in inputs.items() if offset is None]
+    # One request for all of them; an explicit seek, so the start recorded is the one read.
+    beginnings: Mapping[Any, int] = await consumer.beginning_offsets(never) if never else {}
     starts = dict(committed)
-    for tp, offset in committed.items():
-        # Changelog partitions are Faust's recovery to position, never committed: leave them.
-        if tp.topic in changelog_topics:
-            continue
-        if offset is None:
-            await consumer.seek_to_beginning(tp)
-            starts[tp] = await consumer.position(tp)
-        elif offset == 0:
-            consumer.seek(tp, 0)
+    for tp, offset in inputs.items():
+        start = beginnings[tp] if offset is None else offset
+        consumer.seek(tp, start)
+        starts[tp] = start
     return starts
 
 
