@@ -18,27 +18,37 @@ the fault test of a second worker joining and leaving (tests/integration/test_fa
    can already flow (partitions are resumed before the seek is awaited): acknowledgements of
    records read from a stale position were committed, past the records in between.
 4. Those early acknowledgements also outlive the seek, so the check in 2 passes on them.
+5. Records fetched before the seek are still handed over after it (the rest of a fetched
+   batch, or the one record the stream was busy with), and the offset read is set from them:
+   the records the seek brings back then look older than what was read, and are dropped.
 
 The fixes: every input partition is sought, never-committed ones to their beginning
 (``consumer_auto_offset_reset`` is "earliest"); the seek records where reading starts and
 forgets acknowledgements from before it; nothing is committed for a partition before that
-seek; and a commit moves only over offsets acknowledged, or skipped by Kafka itself (a gap in
+seek; a commit moves only over offsets acknowledged, or skipped by Kafka itself (a gap in
 offsets from a compaction or a transaction marker, which Faust detects as a jump in the
-offsets it reads), from where reading started. Handling a record twice is harmless here
-(derivation is idempotent); skipping one is not.
+offsets it reads), from where reading started; and records that were on their way when a seek
+happened are not handed over: the partitions are sought again, to the committed offsets, and
+read afresh. Handling a record twice is harmless here (derivation is idempotent); skipping one
+is not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer
-from faust.transport.consumer import Consumer, ensure_TP
+from faust.transport.consumer import CONSUMER_FETCHING, Consumer, ensure_TP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
 from intervaltree import IntervalTree
+from mode import Service, ServiceT
+
+log = logging.getLogger(__name__)
 
 
 async def _seek_all(
@@ -79,6 +89,93 @@ async def perform_seek(self: Consumer) -> None:
         self._committed_offset[tp] = start
         # The last offset read, so that a first record past ``start`` is seen as a gap.
         self._read_offset[tp] = None if start is None else start - 1
+    # Last: records the drain loop holds from before this point are not handed over.
+    self._seeks = _seeks(self) + 1
+
+
+def _seeks(consumer: Consumer) -> int:
+    """How many times ``perform_seek`` has run in this consumer."""
+    return getattr(consumer, "_seeks", 0)
+
+
+async def _seek_afresh(consumer: Consumer) -> None:
+    try:
+        await consumer.perform_seek()
+    except Exception as error:
+        # A rebalance under way seeks when it ends. Until some seek succeeds, the records held
+        # back hold the commit back too (``new_offset``): nothing is lost, the lag grows.
+        log.warning("seeking to the committed offsets again failed: %r", error)
+
+
+async def drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma: no cover
+    """``Consumer._drain_messages`` (the loop that hands fetched records to the streams),
+    changed only where a seek happened while records were on their way (fix 5).
+
+    Input records held then may come from before the seek or after it, so none of them is
+    handed over, and after the batch the partitions are sought again to the committed offsets:
+    never past a record not handled. Changelog records are handed over as before (Faust never
+    seeks them back: skipping one would lose it from a standby table). The offset read is not
+    set from a record handed over before a seek that completed meanwhile.
+    """
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = cast(Service, self)._stopped.is_set
+    fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    yield_every = 100
+    num_since_yield = 0
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(CONSUMER_FETCHING)
+            seeks = _seeks(self)
+            ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
+            # getmany can return at once, many times in a row: let the loop breathe.
+            await self.sleep(0)
+            if not self.should_stop:
+                held_back = False
+                async for tp, message in ait:
+                    if _seeks(self) != seeks and acks_enabled_for(message.topic):
+                        held_back = True  # input only: changelog records have no seek to redo
+                        continue
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await asyncio.sleep(0)
+                        num_since_yield = 0
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        if _seeks(self) == seeks:
+                            set_read_offset(tp, offset)
+                if held_back:
+                    await _seek_afresh(self)
+                unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(CONSUMER_FETCHING)
 
 
 def new_offset(self: Consumer, tp: TP) -> int | None:
@@ -124,3 +221,4 @@ def apply() -> None:
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     Consumer._new_offset = new_offset  # type: ignore[method-assign]
     Consumer._add_gap = add_gap  # type: ignore[method-assign]
+    Consumer._drain_messages = drain_messages  # type: ignore[method-assign]
