@@ -59,6 +59,8 @@ def create_app(settings: Settings) -> faust.App:
         # an event is flushed before its offset is committed.
         processing_guarantee="at_least_once",
         producer_acks=-1,
+        producer_linger=settings.worker_producer_linger_ms / 1000,
+        producer_max_batch_size=settings.worker_producer_batch_bytes,
         # Dead letters carry their original message: see streams/topics.py.
         producer_max_request_size=DEAD_LETTER_MAX_BYTES,
         consumer_auto_offset_reset="earliest",
