@@ -600,7 +600,10 @@ def _nth(times: list[datetime], n: int) -> datetime | None:
 
 
 def _criterion_time(
-    achievement: AchievementUpdated, learner: Learner, view: LearnerView
+    achievement: AchievementUpdated,
+    learner: Learner,
+    view: LearnerView,
+    first_completed: dict[str, datetime],
 ) -> datetime | None:
     """When the achievement's criterion was met, if it holds now (docs/catalogs.md).
 
@@ -610,14 +613,12 @@ def _criterion_time(
     the structure that counts it arrived, in event time, is met at its completion). Lessons and
     courses count in enrolled courses, against the structure in force (settled by reading the
     core: a lesson outside the structure or an unenrolled course is not counted); a perfect
-    quiz is a submitted attempt of at least one question at 100%.
+    quiz is a submitted attempt of at least one question at 100%. Courses count as they were
+    first completed (``first_completed``), "even if it grew since" (docs/catalogs.md): a course
+    completed, then reopened by a regrade, still counts towards ``courses``.
     """
     c = achievement.criteria
-    completed = {
-        cid: v.row["completed_at"]
-        for cid, v in view.courses.items()
-        if v.row["status"] == "completed"
-    }
+    completed = dict(first_completed)
     lessons = [t for v in view.courses.values() for t in v.lesson_done_times]
     match c.kind:
         case "first-lesson":
@@ -687,6 +688,7 @@ def expected(log: list[Event]) -> Expected:
 
     world = World()
     completed_once: set[tuple[str, str]] = set()
+    first_completed: dict[str, dict[str, datetime]] = {}  # user -> course -> CompletedAt
     mastered_at: dict[tuple[str, str], datetime] = {}
     earned_at: dict[tuple[str, str], datetime] = {}
     i = 0
@@ -701,6 +703,9 @@ def expected(log: list[Event]) -> Expected:
             for cid, course in view.courses.items():
                 if course.row["status"] == "completed":
                     completed_once.add((user_id, cid))
+                    first_completed.setdefault(user_id, {}).setdefault(
+                        cid, course.row["completed_at"]
+                    )
             for competency, facts in view.evidence.items():
                 key = (user_id, competency)
                 if key not in mastered_at and (reached := _mastered_at(facts)) is not None:
@@ -709,7 +714,12 @@ def expected(log: list[Event]) -> Expected:
                 key = (user_id, aid)
                 if (
                     key not in earned_at
-                    and (met := _criterion_time(achievement, learner, view)) is not None
+                    and (
+                        met := _criterion_time(
+                            achievement, learner, view, first_completed.get(user_id, {})
+                        )
+                    )
+                    is not None
                 ):
                     earned_at[key] = met
 
