@@ -45,9 +45,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from psycopg import AsyncConnection, sql
 
@@ -244,39 +243,34 @@ def catalog_row(snapshot: CatalogSnapshot) -> CatalogRow:
     return rows[0]
 
 
-def _is_newer(row: Row, than: Row) -> bool:
-    if isinstance(row, VersionedRow) and isinstance(than, VersionedRow):
-        return row.version > than.version
-    # Catalog rows have no version; every model has updated_at.
-    row_time: datetime = getattr(row, "updated_at")  # noqa: B009
-    than_time: datetime = getattr(than, "updated_at")  # noqa: B009
-    return row_time > than_time
-
-
-def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[Row]]:
+def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[VersionedRow]]:
     """The newest row per (table, id) across the snapshots, grouped by model.
 
     On a tie the first one seen is kept, as PostgreSQL keeps the stored row on a tie.
     """
-    newest: dict[tuple[type[Row], str], Row] = {}
+    newest: dict[type[Row], dict[str, VersionedRow]] = {}
     for snapshot in snapshots:
-        for row in snapshot.rows():
-            key = (type(row), row.id)
-            kept = newest.get(key)
-            if kept is None or _is_newer(row, kept):
-                newest[key] = row
-    grouped: dict[type[Row], list[Row]] = {}
-    for (model, _), row in newest.items():
-        grouped.setdefault(model, []).append(row)
-    return grouped
+        # Every row of a learner snapshot is versioned. Comparing versions directly rather
+        # than after isinstance checks matters here: models are ABCs, and this loop runs for
+        # every row the sink absorbs.
+        for row in cast(list[VersionedRow], snapshot.rows()):
+            by_id = newest.get(type(row))
+            if by_id is None:
+                by_id = newest[type(row)] = {}
+            kept = by_id.get(row.id)
+            if kept is None or row.version > kept.version:
+                by_id[row.id] = row
+    return {model: list(by_id.values()) for model, by_id in newest.items()}
 
 
-def learner_versions(snapshots: Iterable[Snapshot]) -> dict[str, int]:
-    """The highest version offered per learner: what the cache must advance to."""
+def learner_versions(grouped: Mapping[type[Row], Sequence[VersionedRow]]) -> dict[str, int]:
+    """The highest version offered per learner, from the batch's coalesced rows (the newest
+    of each row, so the same highest version as all offered): what the cache must advance to.
+    """
     versions: dict[str, int] = {}
-    for snapshot in snapshots:
-        for row in snapshot.rows():
-            if isinstance(row, VersionedRow) and row.version > versions.get(row.user_id, -1):
+    for rows in grouped.values():
+        for row in rows:
+            if row.version > versions.get(row.user_id, -1):
                 versions[row.user_id] = row.version
     return versions
 
@@ -351,7 +345,7 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
             if writes.backdate is not None and not deleted:
                 created_at = getattr(row, "created_at")  # noqa: B009
                 await cursor.execute(writes.backdate, (created_at, row.id, created_at))
-    return learner_versions(learners)
+    return learner_versions(grouped)
 
 
 def _catalog_order(snapshots: Iterable[CatalogSnapshot]) -> list[tuple[CatalogRow, bool]]:
