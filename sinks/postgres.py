@@ -353,41 +353,60 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
     if not grouped and not catalogs and not erased:
         return {}
     async with conn.transaction(), conn.cursor() as cursor:
-        types = await _copy_types(cursor)
-        # Deletions before any upsert: the kept snapshots come after the erasures, and the
-        # version guard must not compare a re-created learner's rows with erased ones.
-        if erased:
-            for model in LEARNER_MODELS:
-                await cursor.execute(_ERASE[model], (erased,))
-        # A fixed table order and sorted ids: two sinks overlapping during a rebalance lock
-        # rows in the same order and cannot deadlock each other.
-        for model in ALL_ROW_MODELS:
-            rows = grouped.get(model)
-            if not rows:
-                continue
-            staged = _STAGED[model]
-            await cursor.execute(staged.create)
-            async with cursor.copy(staged.copy) as copy:
-                copy.set_types(types[model])
-                for row in rows:
-                    await copy.write_row(staged.values(row))
-            await cursor.execute(staged.merge)
-        if CourseProgress in grouped:
-            await cursor.execute(_RETIRE_MODULES, (_parent_ids(grouped, CourseProgress),))
-        if UserProgress in grouped:
-            for retract in _RETRACT_LEARNER_WIDE:
-                await cursor.execute(retract, (_parent_ids(grouped, UserProgress),))
-        # One statement per catalog snapshot, each entry's in time order (a deletion after a
-        # definition of the same time): catalog changes are rare, and applying every one in
-        # order keeps an entry's last definition when a batch both redefines and deletes it.
-        for row, deleted in _catalog_order(catalogs):
-            writes = _CATALOG_WRITES[type(row)]
-            statement = writes.delete if deleted else writes.define
-            await cursor.execute(statement, _params(writes.columns, row))
-            if writes.backdate is not None and not deleted:
-                created_at = getattr(row, "created_at")  # noqa: B009
-                await cursor.execute(writes.backdate, (created_at, row.id, created_at))
+        staged = await _stage(cursor, grouped)
+        # The statements after the COPYs go in one pipeline: a round trip for all of them
+        # rather than one each, which on a busy machine is a wakeup of each process per
+        # statement. Any failure still fails the whole transaction.
+        async with conn.pipeline():
+            # Deletions before any upsert: the kept snapshots come after the erasures, and
+            # the version guard must not compare a re-created learner's rows with erased ones.
+            if erased:
+                for model in LEARNER_MODELS:
+                    await cursor.execute(_ERASE[model], (erased,))
+            # A fixed table order and sorted ids: two sinks overlapping during a rebalance
+            # lock rows in the same order and cannot deadlock each other.
+            for model in staged:
+                await cursor.execute(_STAGED[model].merge)
+            if CourseProgress in grouped:
+                await cursor.execute(_RETIRE_MODULES, (_parent_ids(grouped, CourseProgress),))
+            if UserProgress in grouped:
+                for retract in _RETRACT_LEARNER_WIDE:
+                    await cursor.execute(retract, (_parent_ids(grouped, UserProgress),))
+            await _write_catalogs(cursor, catalogs)
     return learner_versions(grouped)
+
+
+async def _stage(
+    cursor: AsyncCursor[Any], grouped: Mapping[type[Row], Sequence[Row]]
+) -> list[type[Row]]:
+    """COPY each table's rows into its staging table; return the tables staged, in the
+    order a batch writes them."""
+    models = [model for model in ALL_ROW_MODELS if grouped.get(model)]
+    if not models:
+        return []
+    types = await _copy_types(cursor)
+    # No parameters, so one simple query creates them all: one round trip, not one each.
+    await cursor.execute(sql.SQL("; ").join(_STAGED[model].create for model in models))
+    for model in models:
+        staged = _STAGED[model]
+        async with cursor.copy(staged.copy) as copy:
+            copy.set_types(types[model])
+            for row in grouped[model]:
+                await copy.write_row(staged.values(row))
+    return models
+
+
+async def _write_catalogs(cursor: AsyncCursor[Any], catalogs: Iterable[CatalogSnapshot]) -> None:
+    """One statement per catalog snapshot, each entry's in time order (a deletion after a
+    definition of the same time): catalog changes are rare, and applying every one in order
+    keeps an entry's last definition when a batch both redefines and deletes it."""
+    for row, deleted in _catalog_order(catalogs):
+        writes = _CATALOG_WRITES[type(row)]
+        statement = writes.delete if deleted else writes.define
+        await cursor.execute(statement, _params(writes.columns, row))
+        if writes.backdate is not None and not deleted:
+            created_at = getattr(row, "created_at")  # noqa: B009
+            await cursor.execute(writes.backdate, (created_at, row.id, created_at))
 
 
 def _catalog_order(snapshots: Iterable[CatalogSnapshot]) -> list[tuple[CatalogRow, bool]]:
