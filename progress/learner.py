@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from itertools import groupby
 
 from progress.catalog import AchievementUpdated, CompetencyUpdated, Criterion, LearningPathUpdated
 from progress.facts import earliest, latest
@@ -109,15 +108,31 @@ def summarize_competency(
 
 
 def mastered_at(competency_id: str, versions: list[EvidenceFact]) -> datetime | None:
-    """When the competency's level first reached mastery, in event time: each version of a
-    piece of evidence counts from its time until a newer version replaces it."""
-    levels: dict[tuple[str, str], int] = {}
-    for at, group in groupby(sorted(versions, key=lambda f: f.at), key=lambda f: f.at):
-        for fact in group:
-            counted = fact.level if fact.competency_id == competency_id else 0
-            levels[(fact.type, fact.reference_id)] = counted
-        if sum(levels.values()) >= MASTERY_LEVEL:
-            return at
+    """When the competency's level first reached mastery, in event time.
+
+    At each instant, what holds is each piece of evidence's newest version held by then (a
+    version is held from its time, or from ``known_at`` when a later structure made it
+    count); the level is reached at the time of the fact that took their running sum, in event
+    time, to mastery. The first instant at which that happens decides. Without ``known_at``
+    this is simply the first time the levels held reached mastery.
+    """
+    pieces: dict[tuple[str, str], list[EvidenceFact]] = {}
+    for fact in sorted(versions, key=lambda f: f.held_from):
+        pieces.setdefault((fact.type, fact.reference_id), []).append(fact)
+    for instant in sorted({fact.held_from for fact in versions}):
+        held = []
+        for piece in pieces.values():
+            newest = None
+            for fact in piece:
+                if fact.held_from <= instant:
+                    newest = fact
+            if newest is not None and newest.competency_id == competency_id:
+                held.append(newest)
+        level = 0
+        for fact in sorted(held, key=lambda f: f.at):
+            level += fact.level
+            if level >= MASTERY_LEVEL:
+                return fact.at
     return None
 
 

@@ -46,6 +46,7 @@ from progress.state import (
     KnownCourse,
     LearnerState,
     LessonState,
+    StructureVersion,
     SubmissionState,
 )
 from progress.structure import CompetencyGrant, ModuleDef
@@ -195,9 +196,12 @@ def _fact(grant: CompetencyGrant, kind: str, reference_id: str, at: datetime) ->
 
 
 def summarize_course(
-    course_id: str, course: CourseState, known: KnownCourse | None
+    course_id: str, course: CourseState, known: KnownCourse | None, *, history: bool = True
 ) -> CourseSummary:
-    """The learner's roll-up of one course against its structure (empty while unknown)."""
+    """The learner's roll-up of one course against its structure (empty while unknown).
+
+    ``history``: also date the evidence a newer structure made retroactive (``known_at``);
+    off when summarizing under an older structure for that very purpose."""
     structure = known.structure if known else None
     modules = structure.modules if structure else ()
     figures = [_figures(m, course) for m in modules]
@@ -218,6 +222,8 @@ def summarize_course(
         for a in course.quiz_attempts.values()
         if a.submitted_at and attempt_questions(a) and attempt_score(a) == 100.0
     ]
+    if history and known is not None:
+        evidence = _dated(course_id, course, known, evidence)
     structure_at = known.structure_updated_at if known else None
     updated_at = latest(latest(course.enrolled_at, last_activity_at), structure_at)
     return CourseSummary(
@@ -244,6 +250,59 @@ def summarize_course(
     )
 
 
+def _dated(
+    course_id: str, course: CourseState, known: KnownCourse, evidence: list[EvidenceFact]
+) -> list[EvidenceFact]:
+    """The evidence with ``known_at`` set where the structure in force at its time did not
+    grant it: from when the first structure that does came into force.
+
+    Mastery is judged at each instant by what held then (``learner.mastered_at``): a course
+    completed retroactively by a structure that arrived later must not count together with
+    external evidence replaced before that structure arrived."""
+    since = known.structure_updated_at
+    if since is None or not any(fact.at < since for fact in evidence):
+        return evidence  # the usual case: the current structure was in force at every fact
+    assert known.structure is not None
+    versions = [
+        *known.earlier,
+        StructureVersion(
+            updated_at=since, event_id=known.structure_event_id, structure=known.structure
+        ),
+    ]
+    granted: dict[int, set[tuple[str, str, str]]] = {}  # version index -> evidence keys
+
+    def grants(index: int) -> set[tuple[str, str, str]]:
+        if index not in granted:
+            version = versions[index]
+            then = known.model_copy(
+                update={"structure": version.structure, "structure_updated_at": version.updated_at}
+            )
+            summary = summarize_course(course_id, course, then, history=False)
+            granted[index] = {_evidence_key(fact) for fact in summary.evidence}
+        return granted[index]
+
+    dated = []
+    for fact in evidence:
+        if fact.at < since:
+            in_force = max(
+                (i for i, v in enumerate(versions) if v.updated_at <= fact.at), default=0
+            )
+            for index in range(in_force, len(versions) - 1):
+                if _evidence_key(fact) in grants(index):
+                    held_from = max(fact.at, versions[index].updated_at)
+                    break
+            else:
+                held_from = since
+            if held_from > fact.at:
+                fact = fact.model_copy(update={"known_at": held_from})
+        dated.append(fact)
+    return dated
+
+
+def _evidence_key(fact: EvidenceFact) -> tuple[str, str, str]:
+    return (fact.competency_id, fact.type, fact.reference_id)
+
+
 def completed_under_earlier_structure(
     course_id: str, course: CourseState, known: KnownCourse | None
 ) -> CourseSummary | None:
@@ -262,7 +321,7 @@ def completed_under_earlier_structure(
         then = known.model_copy(
             update={"structure": version.structure, "structure_updated_at": version.updated_at}
         )
-        summary = summarize_course(course_id, course, then)
+        summary = summarize_course(course_id, course, then, history=False)
         if (
             summary.status == "completed"
             and summary.completed_at is not None

@@ -92,6 +92,13 @@ class EvidenceFact(StateModel):
     at: datetime
     description: str = ""
     url: str = ""
+    # When it came to hold, if after ``at``: a course structure that arrived later made the
+    # item count (a lesson done before the structure counted it). None: from ``at``.
+    known_at: datetime | None = None
+
+    @property
+    def held_from(self) -> datetime:
+        return self.known_at or self.at
 
 
 class CourseSummary(StateModel):

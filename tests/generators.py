@@ -110,15 +110,7 @@ class Clock:
 
 # Shapes of input that make the core disagree with the oracle (each has a strict xfail test in
 # tests/unit/test_oracle_core.py); ``scenarios()`` leaves them out unless ``allow`` names them.
-KNOWN_ISSUES: frozenset[str] = frozenset(
-    {
-        # H: external evidence recorded again (its older version replaced) in a world where a
-        # course structure changes during the activity. The core's mastery counts a replaced
-        # version together with a completion that a later structure made retroactive; the
-        # oracle counts, at each instant, only what holds then. docs/reliability.md.
-        "H",
-    }
-)
+KNOWN_ISSUES: frozenset[str] = frozenset()
 
 
 class _Draw:
@@ -131,7 +123,6 @@ class _Draw:
         self.scoped = scoped
         self.one_attempt_per_quiz = False
         self.clock = Clock()
-        self.structure_changes_during_activity = False
 
     def __call__(self, strategy: st.SearchStrategy[Any]) -> Any:
         return self.draw(strategy)
@@ -290,7 +281,6 @@ def scenarios(
         if d(st.booleans()):  # a later version: the course grows, shrinks or changes rules
             versions.append(_mutate(d, c, modules))
             log.append(_course_update(d, c, d.activity_minute(), versions[-1], grants))
-            d.structure_changes_during_activity = True
         if d.chance(4):  # an older version, which must change nothing once the newer is known
             versions.append(_older(d, c, modules))
             log.append(_course_update(d, c, d.clock.any(before - DAY), versions[-1], grants))
@@ -583,8 +573,7 @@ def _submission(d: _Draw, ids: dict[str, Any]) -> list[Event]:
 def _evidence(d: _Draw, user: str, evidence_id: str) -> list[Event]:
     times = _Times(d)
     competency = d.p(d(st.sampled_from(COMPETENCIES)))
-    replaceable = "H" in d.allow or not d.structure_changes_during_activity
-    versions = d(st.integers(1, 2)) if replaceable else 1
+    versions = d(st.integers(1, 2))
     return [
         ExternalEvidenceRecorded.model_validate(
             {

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 
 from progress.catalog import (
@@ -577,16 +576,11 @@ def test_a_course_reopened_by_a_regrade_still_counts_towards_a_courses_achieveme
     assert check(arrivals) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known issue H (tests/generators.py): the core counts replaced evidence together "
-    "with a completion a later structure made retroactive",
-)
 def test_a_retroactive_completion_does_not_combine_with_evidence_replaced_before_it() -> None:
-    # Found by the in-order property. Until minute 30 the course is incomplete (its structure
-    # has only an assignment); the certificate is worth 40 from minute 20, then 10 from 21;
-    # at 30 the new structure completes the course as of minute 10 (50). The oracle: the level
-    # was 40, then 10, then 60, never 80. The core: 50 + 40 from minute 20, mastered.
+    # Found by the in-order property (class H). Until minute 30 the course is incomplete (its
+    # structure has only an assignment); the certificate is worth 40 from minute 20, then 10
+    # from 21; at 30 the new structure completes the course as of minute 10 (50). The level
+    # was 40, then 10, then 60, never 80; the core used to count 50 + 40 from minute 20.
     grant = {"competencies": [{"competency_id": "k1", "level": 50}]}
     arrivals = [  # in event-time order
         course(-60, [{"id": "m1", "assignments": [{"id": "a1"}]}], **grant),
@@ -598,6 +592,7 @@ def test_a_retroactive_completion_does_not_combine_with_evidence_replaced_before
     ]
     assert ("CompetencyAcquired", "u1", "k1") not in expected(arrivals).once
     assert check(arrivals) == []
+    assert check(list(reversed(arrivals)), history=False) == []
 
 
 def test_late_earlier_evidence_moves_acquired_at_back() -> None:
