@@ -109,7 +109,8 @@ async def _seek_afresh(consumer: Consumer) -> None:
 
 async def drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma: no cover
     """``Consumer._drain_messages`` (the loop that hands fetched records to the streams),
-    changed only where a seek happened while records were on their way (fix 5).
+    changed only where a seek happened while records were on their way (fix 5), and where
+    the last offset read is 0.
 
     Input records held then may come from before the seek or after it, so none of them is
     handed over, and after the batch the partitions are sought again to the committed offsets:
@@ -149,8 +150,10 @@ async def drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma: 
                     offset = message.offset
                     r_offset = get_read_offset(tp)
                     if r_offset is None or offset >= r_offset:
-                        gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                        # Faust tested ``r_offset`` for truth: after a seek to offset 1 (last
+                        # read: 0), a transaction marker there held the commit back for good.
+                        skipped = r_offset is not None and offset - r_offset > 1
+                        if skipped and acks_enabled_for(message.topic):
                             await self._add_gap(tp, r_offset + 1, offset)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
