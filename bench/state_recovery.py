@@ -310,8 +310,9 @@ async def build_keys(
         for i in range(keys):
             user, course = learner_id(i), course_of(i)
             p = partition_of(user.encode(), partitions)
-            index[f"{p}/members/{course}"].append(user)
-            index[f"{p}/learners/{zlib.crc32(user.encode()) % LEARNER_INDEX_SHARDS}"].append(user)
+            shard = zlib.crc32(user.encode()) % LEARNER_INDEX_SHARDS
+            index[f"{p}/members/{course}/{shard}"].append(user)
+            index[f"{p}/learners/{shard}"].append(user)
             if i < built:
                 continue
             value = template.value.replace(template.user_id.encode(), user.encode())

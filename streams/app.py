@@ -116,7 +116,8 @@ def create_app(settings: Settings) -> faust.App:
     catalog = table("catalog", "catalog entries by id, by '<partition>/<kind>'")
     indexes = table(
         "indexes",
-        "sorted user ids by '<partition>/members/<course_id>' and '<partition>/learners/<shard>'",
+        "sorted user ids by '<partition>/members/<course_id>/<shard>' and "
+        "'<partition>/learners/<shard>'",
     )
 
     dead_letters = DeadLetters(dead_letter)

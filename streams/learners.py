@@ -83,8 +83,10 @@ log = logging.getLogger(__name__)
 # benchmark's workload, so this is some 120 MB.
 KEPT_LEARNERS = 10_000
 
-# Learners of a partition are indexed in this many lists, so that adding one rewrites a
-# small list; an achievement that changes re-evaluates every learner of the partition.
+# Learners of a partition, and the members of each course in it, are indexed in this many
+# lists each, so that adding one rewrites a small list (a course's whole member list would
+# pass Kafka's 1 MB record limit at some 50,000 members per partition); an achievement that
+# changes re-evaluates every learner of the partition.
 LEARNER_INDEX_SHARDS = 64
 
 _CATALOG_KINDS = {
@@ -215,7 +217,7 @@ class LearnerStream:
             outcome = on_profile(state, event, catalog)
         else:
             known = self._known(p, event.course_id)
-            self._index(p, "members", event.course_id, event.user_id)
+            self._index(p, "members", _member_shard(event.course_id, event.user_id), event.user_id)
             if isinstance(event, UserEnrolled):
                 outcome = on_enrollment(state, event, known, catalog)
             elif isinstance(event, LessonEvent):
@@ -285,7 +287,8 @@ class LearnerStream:
         user_id = event.user_id
         state = self._learner(user_id)
         for course_id in state.courses if state else ():
-            self._unindex(p, "members", course_id, user_id)
+            self._unindex(p, "members", _member_shard(course_id, user_id), user_id)
+            self._unindex(p, "members", course_id, user_id)  # an unsharded list, if any
         self._unindex(p, "learners", _shard(user_id), user_id)
         self._kept.pop(user_id, None)
         if user_id in self.learners:
@@ -422,7 +425,12 @@ class LearnerStream:
         return {entry.id: entry for entry in parsed if not entry.deleted}
 
     def _members(self, p: int, course_id: str) -> list[str]:
-        return self._list(p, "members", course_id)
+        """The course's learners in this partition. Lists written before the index was
+        sharded (``members/<course_id>``, unsharded) are read too: they are not rewritten."""
+        shards = [self._list(p, "members", f"{course_id}/{s}") for s in range(LEARNER_INDEX_SHARDS)]
+        return sorted(
+            {u for shard in shards for u in shard}.union(self._list(p, "members", course_id))
+        )
 
     def _list(self, p: int, index: str, name: str) -> list[str]:
         found: list[str] = self.indexes.get(partition_key(p, f"{index}/{name}")) or []
@@ -472,3 +480,7 @@ def _parse_state(raw: bytes | str | dict[str, Any]) -> LearnerState:
 
 def _shard(user_id: str) -> str:
     return str(zlib.crc32(user_id.encode()) % LEARNER_INDEX_SHARDS)
+
+
+def _member_shard(course_id: str, user_id: str) -> str:
+    return f"{course_id}/{_shard(user_id)}"
