@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import groupby
 
 from progress.catalog import AchievementUpdated, CompetencyUpdated, Criterion, LearningPathUpdated
 from progress.facts import earliest, latest
@@ -113,26 +114,28 @@ def mastered_at(competency_id: str, versions: list[EvidenceFact]) -> datetime | 
     At each instant, what holds is each piece of evidence's newest version held by then (a
     version is held from its time, or from ``known_at`` when a later structure made it
     count); the level is reached at the time of the fact that took their running sum, in event
-    time, to mastery. The first instant at which that happens decides. Without ``known_at``
-    this is simply the first time the levels held reached mastery.
+    time, to mastery. The first instant at which the held levels add up to mastery decides
+    (their running sum reaches it exactly when their total does). Without ``known_at`` this
+    is simply the first time the levels held reached mastery.
     """
-    pieces: dict[tuple[str, str], list[EvidenceFact]] = {}
-    for fact in sorted(versions, key=lambda f: f.held_from):
-        pieces.setdefault((fact.type, fact.reference_id), []).append(fact)
-    for instant in sorted({fact.held_from for fact in versions}):
-        held = []
-        for piece in pieces.values():
-            newest = None
-            for fact in piece:
-                if fact.held_from <= instant:
-                    newest = fact
-            if newest is not None and newest.competency_id == competency_id:
-                held.append(newest)
-        level = 0
-        for fact in sorted(held, key=lambda f: f.at):
-            level += fact.level
-            if level >= MASTERY_LEVEL:
-                return fact.at
+    held: dict[tuple[str, str], EvidenceFact] = {}
+    level = 0
+    ordered = sorted(versions, key=lambda f: f.held_from)
+    for _, arriving in groupby(ordered, key=lambda f: f.held_from):
+        for fact in arriving:
+            older = held.get((fact.type, fact.reference_id))
+            if older is not None and older.competency_id == competency_id:
+                level -= older.level
+            held[(fact.type, fact.reference_id)] = fact
+            if fact.competency_id == competency_id:
+                level += fact.level
+        if level >= MASTERY_LEVEL:
+            running = 0
+            counted = (f for f in held.values() if f.competency_id == competency_id)
+            for fact in sorted(counted, key=lambda f: f.at):
+                running += fact.level
+                if running >= MASTERY_LEVEL:
+                    return fact.at
     return None
 
 
