@@ -428,8 +428,10 @@ class LearnerErased(PublishedEvent):
     erased_at: datetime
 
     @staticmethod
-    def id_for(user_id: str, request_id: str) -> str:
-        return stable_id("LearnerErased", user_id, request_id)
+    def id_for(user_id: str, request_id: str, erased_at: datetime) -> str:
+        """One id per erasure: a replay of the same request keeps it, while a second
+        erasure (a later ``requested_at``, even with a reused ``request_id``) gets its own."""
+        return stable_id("LearnerErased", user_id, request_id, erased_at.isoformat())
 
 
 class DeadLetter(OutputModel):
@@ -439,7 +441,10 @@ class DeadLetter(OutputModel):
     partition: int
     offset: int
     key: str | None  # utf-8 text of the key, or None
-    value: str  # the original bytes, base64
+    value: str  # the original bytes, base64; only the first part when value_truncated
+    value_bytes: int = 0  # the original's length
+    value_sha256: str = ""  # hex digest of the whole original
+    value_truncated: bool = False  # too large to carry whole (see docs/events.md)
     reason: str
     error_type: str
     failed_at: datetime

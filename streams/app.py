@@ -35,7 +35,15 @@ from service.config import Settings
 from streams import faust_fixes
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
-from streams.topics import DEAD_LETTER_MAX_BYTES, consumed_kinds
+from streams.records import (
+    PRODUCER_MAX_REQUEST_BYTES,
+    TABLE_VALUE_MAX_BYTES,
+    EffectsFailed,
+    Records,
+    delivered,
+    halt,
+)
+from streams.topics import consumed_kinds
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +69,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger=settings.worker_producer_linger_ms / 1000,
         producer_max_batch_size=settings.worker_producer_batch_bytes,
-        # Dead letters carry their original message: see streams/topics.py.
-        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
+        # Dead letters carry their original message, snapshots every row an event touched:
+        # both topics take larger records (streams/records.py).
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,
@@ -108,8 +117,7 @@ def create_app(settings: Settings) -> faust.App:
     # Learner states are written on nearly every event: stored as the model's own JSON bytes
     # (``value_type=bytes`` selects the raw codec), dumped and parsed by pydantic in one step,
     # instead of a dict that Faust encodes again. Values written as JSON dicts before are the
-    # same JSON text, so an existing changelog still loads (streams/learners.py,
-    # ``_parse_state``).
+    # same JSON text, so an existing changelog still loads (``streams/state_codec.py``).
     learners = table("learners", "LearnerState JSON by user_id", value_type=bytes)
     erasures = table("erasures", "time of the learner's last erasure, by user_id")
     courses = table("courses", "KnownCourse by '<partition>/<course_id>'")
@@ -120,7 +128,12 @@ def create_app(settings: Settings) -> faust.App:
         "'<partition>/learners/<shard>'",
     )
 
-    dead_letters = DeadLetters(dead_letter)
+    records = Records(app)
+
+    async def send_dead_letter(key: bytes | None, value: bytes) -> Any:
+        return await records.send(dead_letter, key, value)
+
+    dead_letters = DeadLetters(send_dead_letter)
     learner_stream = LearnerStream(
         settings,
         learners=learners,
@@ -131,6 +144,7 @@ def create_app(settings: Settings) -> faust.App:
         published=published,
         snapshots=snapshots,
         dead_letters=dead_letters,
+        records=records,
     )
 
     # Whatever the worker keeps in memory of the tables is dropped whenever partitions move:
@@ -150,21 +164,51 @@ def create_app(settings: Settings) -> faust.App:
         # instead of a broker round trip per event (streams/learners.py). Faust acks the
         # batch's events, so their offsets can be committed, only after the batch is done.
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
-            await learner_stream.handle_batch(events)
+            try:
+                await learner_stream.handle_batch(events)
+            except Exception as error:
+                # Effects not written (EffectsFailed), or a failure outside any one event's
+                # handling: the batch must not be acknowledged.
+                halt(error)
 
     @app.agent(catalogs, name="catalog_updates")
     async def fan_out_catalog_updates(stream: faust.StreamT[bytes]) -> None:
-        """Send each valid catalog entry to every partition of the learner stream."""
+        """Send each valid catalog entry to every partition of the learner stream; the
+        entry's offset moves on only once every copy, or its dead letter, was delivered."""
         async for event in stream.events():
             message = event.message
             try:
-                entry = decode_event(kinds[message.topic], message.key, message.value)
-            except InvalidEvent as error:
-                await dead_letters.send(message, error)
-                continue
-            payload = entry.model_dump_json().encode()
-            for partition in range(settings.topic_partitions):
-                await catalog_broadcast.send(key=message.key, value=payload, partition=partition)
+                try:
+                    await fan_out(message)
+                except EffectsFailed:
+                    raise
+                except Exception as error:
+                    log.exception("fanning out %s@%d failed", message.topic, message.offset)
+                    reason = f"{type(error).__name__}: {error}"
+                    await (await dead_letters.send(message, reason, "internal-error"))
+            except Exception as error:
+                halt(error)
+
+    async def fan_out(message: Any) -> None:
+        try:
+            entry = decode_event(kinds[message.topic], message.key, message.value)
+        except InvalidEvent as error:
+            await (await dead_letters.send(message, error.reason, error.error_type))
+            return
+        payload = entry.model_dump_json().encode()
+        if len(payload) > TABLE_VALUE_MAX_BYTES:
+            # Stored, it would pass a Kafka record's limit (streams/records.py).
+            reason = (
+                f"the entry takes {len(payload)} bytes, over the limit of "
+                f"{TABLE_VALUE_MAX_BYTES} (docs/reliability.md#bounds)"
+            )
+            await (await dead_letters.send(message, reason, "too-large"))
+            return
+        copies = [
+            await records.send(catalog_broadcast, message.key, payload, partition=partition)
+            for partition in range(settings.topic_partitions)
+        ]
+        await delivered(copies)
 
     @app.timer(interval=30.0)
     async def report() -> None:

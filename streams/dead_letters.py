@@ -3,40 +3,63 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from faust.types import Message, TopicT
+from faust.types import Message
 
-from progress.decode import InvalidEvent
 from progress.events import DeadLetter
 
 log = logging.getLogger(__name__)
 
+# A dead letter must always fit the dead-letter topic (3,000,000 bytes, streams/topics.py):
+# it carries at most this much of the original (4/3 of it in base64) and of the reason. A
+# larger original (a compressed batch can hold a value of many MB that the broker accepted)
+# is kept as its first bytes with its size and SHA-256, never dropped.
+KEPT_VALUE_BYTES = 1_000_000
+KEPT_REASON_CHARS = 10_000
 
-def dead_letter_for(message: Message, error: InvalidEvent) -> DeadLetter:
+Produce = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
+
+
+def dead_letter_for(message: Message, reason: str, error_type: str) -> DeadLetter:
     key = message.key
+    value = message.value or b""
+    kept = value[:KEPT_VALUE_BYTES]
+    if len(reason) > KEPT_REASON_CHARS:
+        reason = reason[:KEPT_REASON_CHARS] + " [...]"
     return DeadLetter(
         source_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-        value=base64.b64encode(message.value or b"").decode("ascii"),
-        reason=error.reason,
-        error_type=error.error_type,
+        key=key.decode("utf-8", "replace")[:KEPT_REASON_CHARS] if isinstance(key, bytes) else None,
+        value=base64.b64encode(kept).decode("ascii"),
+        value_bytes=len(value),
+        value_sha256=hashlib.sha256(value).hexdigest(),
+        value_truncated=len(kept) < len(value),
+        reason=reason,
+        error_type=error_type,
         failed_at=datetime.now(UTC),
     )
 
 
 class DeadLetters:
-    """Sends dead-letter records and counts them (the worker logs the count)."""
+    """Sends dead-letter records and counts them (the worker logs the count).
 
-    def __init__(self, topic: TopicT) -> None:
-        self.topic = topic
+    ``produce(key, value)`` hands a record to the producer and returns its delivery; ``send``
+    returns that delivery, which the caller awaits before the message's offset may be
+    committed: a dead letter that was not written would be a lost message.
+    """
+
+    def __init__(self, produce: Produce) -> None:
+        self._produce = produce
         self.count = 0
 
-    async def send(self, message: Message, error: InvalidEvent) -> None:
-        record = dead_letter_for(message, error)
+    async def send(self, message: Message, reason: str, error_type: str) -> Awaitable[Any]:
+        record = dead_letter_for(message, reason, error_type)
         self.count += 1
         log.warning(
             "dead-lettered %s[%d]@%d (%s): %s",
@@ -44,6 +67,7 @@ class DeadLetters:
             record.partition,
             record.offset,
             record.error_type,
-            record.reason,
+            record.reason[:500],
         )
-        await self.topic.send(key=message.key, value=record.model_dump_json().encode())
+        key = message.key if isinstance(message.key, bytes) else None
+        return await self._produce(key, record.model_dump_json().encode())

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from importlib import metadata
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer
@@ -219,7 +221,36 @@ async def add_gap(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> N
         gaps.merge_overlaps()
 
 
+# The releases these fixes were written for and tested on (pyproject.toml bounds them too).
+# They replace private methods of both libraries: another release may have moved what they
+# rely on, and a fix that silently stops applying loses input.
+WRITTEN_FOR = {"faust-streaming": ((0, 15, 3), (0, 16)), "aiokafka": ((0, 13), (0, 15))}
+
+
+class UnsupportedVersion(RuntimeError):
+    """An installed Faust or aiokafka release the fixes were not written for."""
+
+
+def check_versions(installed: Callable[[str], str] = metadata.version) -> None:
+    """Raise ``UnsupportedVersion`` unless every library is in its tested range."""
+    for name, (lowest, below) in WRITTEN_FOR.items():
+        found = installed(name)
+        release = tuple(int(part) for part in re.findall(r"\d+", found)[:3])
+        if not lowest <= release < below:
+            raise UnsupportedVersion(
+                f"{name} {found} is installed, but streams/faust_fixes.py was written for "
+                f"{_dotted(lowest)} up to (not including) {_dotted(below)}: without its fixes a "
+                "rebalance can skip input. Install a tested release (pip install -e .), or "
+                "check the fixes against this one and widen WRITTEN_FOR."
+            )
+
+
+def _dotted(release: tuple[int, ...]) -> str:
+    return ".".join(map(str, release))
+
+
 def apply() -> None:
+    check_versions()
     AIOKafkaConsumerThread.seek_to_committed = seek_partitions_to_committed  # type: ignore[method-assign]
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     Consumer._new_offset = new_offset  # type: ignore[method-assign]

@@ -23,7 +23,6 @@ entries and erasures first finish the batch so far, then take effect on their ow
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
 import zlib
@@ -34,7 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from faust.streams import _current_event
-from faust.types import EventT, Message, ProducerT, TableT, TopicT
+from faust.types import EventT, Message, TableT, TopicT
 
 from progress.catalog import (
     AchievementUpdated,
@@ -73,6 +72,14 @@ from progress.snapshots import Erasure, Snapshot, merge
 from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
+from streams.records import (
+    SNAPSHOT_MAX_BYTES,
+    TABLE_VALUE_MAX_BYTES,
+    EffectsFailed,
+    Records,
+    delivered,
+)
+from streams.state_codec import decode_state, encode_state
 from streams.topics import consumed_kinds
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,16 @@ KEPT_LEARNERS = 10_000
 # pass Kafka's 1 MB record limit at some 50,000 members per partition); an achievement that
 # changes re-evaluates every learner of the partition.
 LEARNER_INDEX_SHARDS = 64
+
+# ``_fits``: a learner's state is measured exactly only once it may be this large, assuming an
+# event adds at most this many bytes of state per byte of its own.
+_MEASURE_FROM_BYTES = 400_000
+_GROWTH_PER_BYTE = 4
+
+
+class TooLarge(Exception):
+    """What an event would write is over a record limit: the event is refused."""
+
 
 _CATALOG_KINDS = {
     LearningPathUpdated: "learning-path",
@@ -115,6 +132,7 @@ class LearnerStream:
         published: dict[type[PublishedEvent], TopicT],
         snapshots: TopicT,
         dead_letters: DeadLetters,
+        records: Records,
     ) -> None:
         self.kinds = consumed_kinds(settings.topics)
         self.learners = learners
@@ -125,6 +143,7 @@ class LearnerStream:
         self.published = published
         self.snapshots = snapshots
         self.dead_letters = dead_letters
+        self.records = records
         # Parsed catalogs and confirmed index entries per partition; dropped when partitions
         # are revoked, since another worker may change them meanwhile.
         self._catalogs: dict[int, Catalog] = {}
@@ -141,17 +160,25 @@ class LearnerStream:
         self._deliveries: list[Awaitable[Any]] = []
         self._snapshots: dict[str, list[Snapshot]] = {}
         self._event: EventT | None = None
-        self._topic_names: dict[int, str] = {}
-        self._producer: ProducerT | None = None
+        # Learners' stored sizes as last known (read, written or measured), and how much
+        # this batch may have grown each since: see ``_fits``.
+        self._sizes: dict[str, int] = {}
+        self._growth: dict[str, int] = {}
 
     def forget_cached(self) -> None:
         self._catalogs.clear()
         self._indexed.clear()
         self._kept.clear()
+        self._sizes.clear()
         self._courses.clear()
 
     async def handle_batch(self, events: Sequence[EventT]) -> None:
-        """Handle the events in order, then carry out their effects (module docstring)."""
+        """Handle the events in order, then carry out their effects (module docstring).
+
+        An event whose handling fails is dead-lettered (``internal-error``) and the others
+        go on; an effect that cannot be written raises ``EffectsFailed``, and the caller
+        must stop before any of the batch's offsets is committed (``streams.records.halt``).
+        """
         for event in events:
             with _partition_of(event):
                 self._event = event
@@ -162,32 +189,64 @@ class LearnerStream:
     async def flush(self) -> None:
         """Await the batch's published events, then write its states, then send its
         snapshots: the order that makes a crash safe."""
-        if self._deliveries:
-            deliveries, self._deliveries = self._deliveries, []
-            await asyncio.gather(*deliveries)
+        deliveries, self._deliveries = self._deliveries, []
+        await delivered(deliveries)
         states, self._states = self._states, {}
+        self._growth.clear()
         for user_id, (event, state) in states.items():
+            value = encode_state(state)
             # A table write goes to the partition of the current event: this learner's.
             with _partition_of(event):
-                self.learners[user_id] = state.model_dump_json().encode()
+                self._write(self.learners, user_id, value)
+            self._sizes[user_id] = len(value)
             self._keep(user_id, state)
         snapshots, self._snapshots = self._snapshots, {}
+        sent: list[Awaitable[Any]] = []
         for user_id, made in snapshots.items():
+            key = user_id.encode()
             value = merge(made).model_dump_json().encode()
-            await self._produce(self.snapshots, user_id.encode(), value)
+            if len(value) <= SNAPSHOT_MAX_BYTES:
+                sent.append(await self.records.send(self.snapshots, key, value))
+                continue
+            # Merged, the batch's snapshots of one learner would pass the topic's limit:
+            # sent one by one they hold the same rows (the sink merges them again).
+            for one in made:
+                part = one.model_dump_json().encode()
+                sent.append(await self.records.send(self.snapshots, key, part))
+        await delivered(sent)
 
     async def handle(self, message: Message) -> None:
+        """Decode and apply one message; a message that is not valid, or whose handling
+        fails, is dead-lettered with the reason."""
         try:
             event = decode_event(self.kinds[message.topic], message.key, message.value)
         except InvalidEvent as error:
-            await self.dead_letters.send(message, error)
+            self._deliveries.append(
+                await self.dead_letters.send(message, error.reason, error.error_type)
+            )
             return
-        await self._apply(message.partition, event)
+        try:
+            await self._apply(message, event)
+        except EffectsFailed:
+            raise
+        except TooLarge as error:
+            self._deliveries.append(await self.dead_letters.send(message, str(error), "too-large"))
+            return
+        except Exception as error:
+            # A bug, or a state this version cannot read: the learner's other events, and
+            # everyone else's, go on; the dead letter can be re-driven once it is fixed.
+            log.exception(
+                "handling %s[%d]@%d failed", message.topic, message.partition, message.offset
+            )
+            reason = f"{type(error).__name__}: {error}"
+            self._deliveries.append(await self.dead_letters.send(message, reason, "internal-error"))
+            return
         self.processed += 1
 
     # ----------------------------------------------------------------- dispatch
 
-    async def _apply(self, p: int, event: Consumed) -> None:
+    async def _apply(self, message: Message, event: Consumed) -> None:
+        p = message.partition
         if isinstance(event, CourseUpdated | CatalogEntry | LearnerErasureRequested):
             # These read and write many learners' states, and an erasure deletes one: they
             # start from the batch so far carried out.
@@ -226,6 +285,10 @@ class LearnerStream:
                 outcome = on_quiz_activity(state, event, known, catalog)  # type: ignore[arg-type]
             else:
                 outcome = on_assignment_activity(state, event, known, catalog)  # type: ignore[arg-type]
+        self._growth[event.user_id] = self._growth.get(event.user_id, 0) + _GROWTH_PER_BYTE * len(
+            message.value or b""
+        )
+        self._fits(outcome.state)
         await self._carry_out(outcome)
 
     async def _apply_course(self, p: int, event: CourseUpdated) -> None:
@@ -233,7 +296,8 @@ class LearnerStream:
         held = self._known(p, event.id)
         known = merge_course_update(held, event)
         if known != held:
-            self.courses[key] = known.model_dump(mode="json")
+            value, known = _bounded_course(known)
+            self._write(self.courses, key, value)
             self._courses[key] = known
         # Re-derived even when nothing changed, so a replay re-sends what a crash lost.
         catalog = self._catalog(p)
@@ -244,18 +308,22 @@ class LearnerStream:
 
     async def _apply_catalog(self, p: int, entry: CatalogEntry) -> None:
         kind = _CATALOG_KINDS[type(entry)]
-        key = partition_key(p, kind)
-        entries: dict[str, Any] = dict(self.catalog.get(key) or {})
-        held = entries.get(entry.id)
+        held = self._stored_entries(p, kind).get(entry.id)
         held_order = (held["updated_at"], held.get("event_id") or "") if held else None
         # Compare as datetimes: the stored form is ISO text, equal instants compare equal.
-        incoming = entry.model_dump(mode="json")
         if held_order is None or (entry.updated_at, entry.event_id or "") > (
             datetime.fromisoformat(held_order[0]),
             held_order[1],
         ):
-            entries[entry.id] = incoming
-            self.catalog[key] = entries
+            value = entry.model_dump(mode="json")
+            size = len(entry.model_dump_json())
+            if size > TABLE_VALUE_MAX_BYTES:
+                raise TooLarge(
+                    f"the {kind} entry takes {size} bytes, over the limit of "
+                    f"{TABLE_VALUE_MAX_BYTES} (docs/reliability.md#bounds)"
+                )
+            self._migrate_catalog(p, kind)
+            self._write(self.catalog, partition_key(p, f"{kind}/{entry.id}"), value)
             self._catalogs.pop(p, None)
         else:
             entry = type(entry).model_validate(held)
@@ -266,6 +334,29 @@ class LearnerStream:
             if state is not None:
                 outcome = on_catalog_changed(state, self._catalog(p), entry.updated_at)
                 await self._carry_out(outcome)
+
+    def _stored_entries(self, p: int, kind: str) -> dict[str, dict[str, Any]]:
+        """This partition's entries of a kind as stored, by id: one table key per entry
+        (``<p>/<kind>/<id>``), and the entries of an earlier worker's one record per kind
+        (``<p>/<kind>``) that have none yet."""
+        entries: dict[str, dict[str, Any]] = dict(self.catalog.get(partition_key(p, kind)) or {})
+        prefix = partition_key(p, f"{kind}/")
+        for key, value in self.catalog.items():
+            if isinstance(key, str) and key.startswith(prefix) and value:
+                entries[key[len(prefix) :]] = value
+        return entries
+
+    def _migrate_catalog(self, p: int, kind: str) -> None:
+        """Give each entry of an earlier worker's one record per kind a key of its own, and
+        delete that record: together, entries could grow past a Kafka record's limit."""
+        old_key = partition_key(p, kind)
+        old: dict[str, Any] = self.catalog.get(old_key) or {}
+        if not old:
+            return
+        stored = self._stored_entries(p, kind)
+        for entry_id in old:
+            self._write(self.catalog, partition_key(p, f"{kind}/{entry_id}"), stored[entry_id])
+        self._delete(self.catalog, old_key)
 
     def _affected(self, p: int, entry: CatalogEntry, held: dict[str, Any] | None) -> list[str]:
         """Learners whose derivations may change with this entry."""
@@ -292,21 +383,26 @@ class LearnerStream:
         self._unindex(p, "learners", _shard(user_id), user_id)
         self._kept.pop(user_id, None)
         if user_id in self.learners:
-            del self.learners[user_id]
+            self._delete(self.learners, user_id)
         # Kept: the user id and the time of the erasure, nothing of their progress.
         held = self.erasures.get(user_id)
         if held is None or datetime.fromisoformat(held) < event.requested_at:
-            self.erasures[user_id] = event.requested_at.isoformat()
+            self._write(self.erasures, user_id, event.requested_at.isoformat())
         key = user_id.encode()
         erasure = Erasure(user_id=user_id, erased_at=event.requested_at)
-        await self._produce(self.snapshots, key, erasure.model_dump_json().encode())
+        self._deliveries.append(
+            await self.records.send(self.snapshots, key, erasure.model_dump_json().encode())
+        )
         erased = LearnerErased(
-            event_id=LearnerErased.id_for(user_id, event.request_id),
+            event_id=LearnerErased.id_for(user_id, event.request_id, event.requested_at),
             user_id=user_id,
             request_id=event.request_id,
             erased_at=event.requested_at,
         )
-        await self._produce(self.published[LearnerErased], key, erased.model_dump_json().encode())
+        topic = self.published[LearnerErased]
+        self._deliveries.append(
+            await self.records.send(topic, key, erased.model_dump_json().encode())
+        )
         log.info("erased learner %s (request %s)", user_id, event.request_id)
 
     # ----------------------------------------------------------------- effects
@@ -316,34 +412,49 @@ class LearnerStream:
         state = outcome.state
         key = state.user_id.encode()
         for e in outcome.published:
-            sent = await self._produce(self.published[type(e)], key, e.model_dump_json().encode())
-            self._deliveries.append(sent)
+            value = e.model_dump_json().encode()
+            self._deliveries.append(await self.records.send(self.published[type(e)], key, value))
         if outcome.changed:
             self._states[state.user_id] = (self._event_for_write(), state)
         self._snapshots.setdefault(state.user_id, []).append(outcome.snapshot)
         if self._event is None:
             await self.flush()
 
-    async def _produce(self, topic: TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
-        """Hand a record to the app's producer; returns its delivery.
+    def _fits(self, state: LearnerState) -> None:
+        """Raise ``TooLarge`` when ``state`` would be stored in more than
+        ``TABLE_VALUE_MAX_BYTES``: the event that made it so is refused, not the write lost.
 
-        Straight to the producer that ``topic.send`` ends in, with the same partitioner (by
-        key) and the same order, but without Faust's bookkeeping of each message (a
-        FutureMessage, sensors, a callback on delivery), which cost about as much as the
-        send itself. Faust flushes this producer before it commits offsets, as it does for
-        ``topic.send``. In a transaction (exactly-once), ``topic.send`` is what joins it.
+        Exact, but paid only by learners whose state may be near the limit: the stored size
+        last known plus a bound on what this batch's events can have added (an event adds
+        less than ``_GROWTH_PER_BYTE`` times its own size, bulky text being no part of the
+        state).
         """
-        app = topic.app
-        if app.in_transaction:
-            return await topic.send(key=key, value=value)
-        name = self._topic_names.get(id(topic))
-        if name is None:
-            name = self._topic_names[id(topic)] = topic.get_topic_name()
-        if self._producer is None:
-            # Once: ``maybe_start_producer`` yields to the event loop on every call.
-            self._producer = await app.maybe_start_producer()
-        producer = self._producer
-        return await producer.send(name, key, value, partition=None, timestamp=None, headers=None)
+        user_id = state.user_id
+        known = self._sizes.get(user_id, 0)
+        if known + self._growth.get(user_id, 0) < _MEASURE_FROM_BYTES:
+            return
+        size = len(encode_state(state))
+        if size > TABLE_VALUE_MAX_BYTES:
+            raise TooLarge(
+                f"the learner's state would take {size} bytes, over the limit of "
+                f"{TABLE_VALUE_MAX_BYTES} (docs/reliability.md#bounds)"
+            )
+        self._sizes[user_id] = size
+        self._growth[user_id] = 0
+
+    @staticmethod
+    def _write(table: TableT[str, Any], key: str, value: Any) -> None:
+        try:
+            table[key] = value
+        except Exception as error:
+            raise EffectsFailed(f"writing {table.name}[{key!r}]: {error!r}") from error
+
+    @staticmethod
+    def _delete(table: TableT[str, Any], key: str) -> None:
+        try:
+            del table[key]
+        except Exception as error:
+            raise EffectsFailed(f"deleting {table.name}[{key!r}]: {error!r}") from error
 
     def _event_for_write(self) -> EventT:
         # Any event of the learner's partition: table writes are routed by it.
@@ -368,7 +479,8 @@ class LearnerStream:
             )
             snapshot = snapshot.model_copy(update={"learning_path": row})
         key = CatalogSnapshot.key_for(_CATALOG_KINDS[type(entry)], entry.id)
-        await self._produce(self.snapshots, key.encode(), snapshot.model_dump_json().encode())
+        value = snapshot.model_dump_json().encode()
+        self._deliveries.append(await self.records.send(self.snapshots, key.encode(), value))
 
     # ----------------------------------------------------------------- table reads
 
@@ -387,7 +499,8 @@ class LearnerStream:
         raw = self.learners.get(user_id)
         if not raw:
             return None
-        state = _parse_state(raw)
+        state = decode_state(raw)
+        self._sizes[user_id] = len(raw)
         self._keep(user_id, state)
         return state
 
@@ -395,7 +508,8 @@ class LearnerStream:
         self._kept[user_id] = state
         self._kept.move_to_end(user_id)
         if len(self._kept) > KEPT_LEARNERS:
-            self._kept.popitem(last=False)
+            gone, _ = self._kept.popitem(last=False)
+            self._sizes.pop(gone, None)
 
     def _known(self, p: int, course_id: str) -> KnownCourse | None:
         key = partition_key(p, course_id)
@@ -420,7 +534,7 @@ class LearnerStream:
         return cached
 
     def _entries(self, p: int, model: type[Any]) -> dict[str, Any]:
-        raw: dict[str, Any] = self.catalog.get(partition_key(p, _CATALOG_KINDS[model])) or {}
+        raw = self._stored_entries(p, _CATALOG_KINDS[model])
         parsed = (model.model_validate(value) for value in raw.values())
         return {entry.id: entry for entry in parsed if not entry.deleted}
 
@@ -440,7 +554,7 @@ class LearnerStream:
         key = partition_key(p, f"{index}/{name}")
         listed = self._list(p, index, name)
         if user_id in listed:
-            self.indexes[key] = [u for u in listed if u != user_id]
+            self._write(self.indexes, key, [u for u in listed if u != user_id])
         self._indexed.pop(key, None)
 
     def _index(self, p: int, index: str, name: str, user_id: str) -> None:
@@ -452,7 +566,7 @@ class LearnerStream:
         listed = set(self._list(p, index, name))
         if user_id not in listed:
             listed.add(user_id)
-            self.indexes[key] = sorted(listed)
+            self._write(self.indexes, key, sorted(listed))
         self._indexed[key] = listed
 
 
@@ -470,12 +584,22 @@ def _partition_of(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def _parse_state(raw: bytes | str | dict[str, Any]) -> LearnerState:
-    """A learner state as the table holds it: its JSON text (as bytes, or as a str for a value
-    written as a JSON string), or a dict from a store that decoded the JSON itself."""
-    if isinstance(raw, dict):
-        return LearnerState.model_validate(raw)
-    return LearnerState.model_validate_json(raw)
+def _bounded_course(known: KnownCourse) -> tuple[dict[str, Any], KnownCourse]:
+    """The course as stored, within ``TABLE_VALUE_MAX_BYTES``: the oldest of its earlier
+    structures are dropped until it fits; a current structure too large on its own is refused.
+    """
+    size = len(known.model_dump_json())
+    earlier = list(known.earlier)
+    while size > TABLE_VALUE_MAX_BYTES and earlier:
+        size -= len(earlier.pop(0).model_dump_json()) + 1  # and its comma
+    if size > TABLE_VALUE_MAX_BYTES:
+        raise TooLarge(
+            f"the course structure takes {size} bytes, over the limit of "
+            f"{TABLE_VALUE_MAX_BYTES} (docs/reliability.md#bounds)"
+        )
+    if len(earlier) < len(known.earlier):
+        known = known.model_copy(update={"earlier": tuple(earlier)})
+    return known.model_dump(mode="json"), known
 
 
 def _shard(user_id: str) -> str:

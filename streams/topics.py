@@ -11,14 +11,16 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from progress.decode import StreamKind
 from service.config import Settings, Topics
+from streams.records import DEAD_LETTER_MAX_BYTES, SNAPSHOT_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 
-# A dead letter carries its original message in base64 (4/3 of its size) beside the reason:
-# room for any message the broker accepts on an input topic (1 MiB by default).
-DEAD_LETTER_MAX_BYTES = 3_000_000
-DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
+# Topics whose records may pass the broker's default limit (streams/records.py).
+LARGE_RECORD_CONFIGS = {
+    "dead_letter": {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
+    "snapshots": {"max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
+}
 
 # The worker's tables (streams/app.py). Their changelog topics are created with the others:
 # left to Faust, a fresh worker creates them while it starts and can read the metadata before
@@ -57,10 +59,11 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     compacted = {"cleanup.policy": "compact"}
     # Every user-keyed topic has the same partition count: a learner's events, table
     # changelogs and catalog broadcasts must meet on the same partition number.
-    keyed_by_user = [*t.learner_inputs, t.catalog_broadcast, *t.published, t.snapshots]
+    keyed_by_user = [*t.learner_inputs, t.catalog_broadcast, *t.published]
+    large = {getattr(t, field): config for field, config in LARGE_RECORD_CONFIGS.items()}
     return [
         *(NewTopic(name, n, 1) for name in keyed_by_user),
-        NewTopic(t.dead_letter, n, 1, topic_configs=DEAD_LETTER_CONFIG),
+        *(NewTopic(name, n, 1, topic_configs=config) for name, config in large.items()),
         # The newest entry of every catalog stays readable forever.
         *(NewTopic(name, n, 1, topic_configs=compacted) for name in t.catalogs),
         *(
@@ -82,10 +85,14 @@ async def ensure_topics(settings: Settings) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(s.name for s in missing))
-        # Also for a dead-letter topic created before this setting existed.
-        dead_letter = ConfigResource(
-            ConfigResourceType.TOPIC, settings.topics.dead_letter, configs=DEAD_LETTER_CONFIG
+        # Also for topics created before these settings existed.
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, getattr(settings.topics, field), configs=config
+                )
+                for field, config in LARGE_RECORD_CONFIGS.items()
+            ]
         )
-        await admin.alter_configs([dead_letter])
     finally:
         await admin.close()

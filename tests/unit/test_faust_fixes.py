@@ -11,10 +11,11 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.faust_fixes import add_gap, new_offset
+from streams.faust_fixes import UnsupportedVersion, add_gap, check_versions, new_offset
 
 INPUT = TP("lesson-events", 3)
 
@@ -71,3 +72,17 @@ async def test_a_gap_before_where_reading_started_is_ignored() -> None:
     await add_gap(state, INPUT, 25, 30)
     assert not state._gap[INPUT]
     assert new_offset(state, INPUT) == 31
+
+
+def test_the_fixes_refuse_a_release_they_were_not_written_for() -> None:
+    tested = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+    check_versions(tested.__getitem__)  # in range: no error
+    for name, version in (("faust-streaming", "0.16.0"), ("aiokafka", "0.15.1")):
+        with pytest.raises(UnsupportedVersion, match=f"{name} {version} is installed"):
+            check_versions((tested | {name: version}).__getitem__)
+    with pytest.raises(UnsupportedVersion):
+        check_versions((tested | {"aiokafka": "0.12.0"}).__getitem__)
+
+
+def test_the_installed_releases_are_the_tested_ones() -> None:
+    check_versions()

@@ -19,6 +19,7 @@ def stream(indexes: dict[str, Any]) -> LearnerStream:
         published={},
         snapshots=None,  # type: ignore[arg-type]
         dead_letters=None,  # type: ignore[arg-type]
+        records=None,  # type: ignore[arg-type]
     )
 
 
