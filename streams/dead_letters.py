@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # it carries at most this much of the original (4/3 of it in base64) and of the reason. A
 # larger original (a compressed batch can hold a value of many MB that the broker accepted)
 # is kept as its first bytes with its size and SHA-256, never dropped.
-KEPT_VALUE_BYTES = 1_000_000
+KEPT_VALUE_BYTES = 2_000_000
 KEPT_REASON_CHARS = 10_000
 
 Produce = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]

@@ -27,7 +27,7 @@ import logging
 import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -100,6 +100,10 @@ LEARNER_INDEX_SHARDS = 64
 # event adds at most this many bytes of state per byte of its own.
 _MEASURE_FROM_BYTES = 400_000
 _GROWTH_PER_BYTE = 4
+
+
+class LearnersFailed(Exception):
+    """Some of the learners a catalog entry or course structure re-derives failed."""
 
 
 class TooLarge(Exception):
@@ -301,10 +305,11 @@ class LearnerStream:
             self._courses[key] = known
         # Re-derived even when nothing changed, so a replay re-sends what a crash lost.
         catalog = self._catalog(p)
-        for user_id in self._members(p, event.id):
-            state = self._learner(user_id)
-            if state is not None and event.id in state.courses:
-                await self._carry_out(on_course_known(state, known, catalog))
+
+        def derive(state: LearnerState) -> Outcome | None:
+            return on_course_known(state, known, catalog) if event.id in state.courses else None
+
+        await self._rederive(self._members(p, event.id), derive)
 
     async def _apply_catalog(self, p: int, entry: CatalogEntry) -> None:
         kind = _CATALOG_KINDS[type(entry)]
@@ -329,11 +334,32 @@ class LearnerStream:
             entry = type(entry).model_validate(held)
         if p == 0:  # every partition gets a copy; one of them writes the catalog row
             await self._send_catalog_row(entry)
-        for user_id in self._affected(p, entry, held):
-            state = self._learner(user_id)
-            if state is not None:
-                outcome = on_catalog_changed(state, self._catalog(p), entry.updated_at)
+        catalog = self._catalog(p)
+        at = entry.updated_at
+        await self._rederive(
+            self._affected(p, entry, held), lambda state: on_catalog_changed(state, catalog, at)
+        )
+
+    async def _rederive(
+        self, user_ids: list[str], derive: Callable[[LearnerState], Outcome | None]
+    ) -> None:
+        """Derive each learner again; one learner that fails does not keep the others from
+        it. The failures are raised together at the end (the event is dead-lettered, and a
+        re-drive derives everyone again, which changes nothing for those that succeeded)."""
+        failed: list[str] = []
+        for user_id in user_ids:
+            try:
+                state = self._learner(user_id)
+                outcome = derive(state) if state is not None else None
+            except Exception as error:
+                log.exception("re-deriving learner %s failed", user_id)
+                failed.append(f"{user_id} ({type(error).__name__}: {error})")
+                continue
+            if outcome is not None:
                 await self._carry_out(outcome)
+        if failed:
+            count = f"{len(failed)} learner(s) could not be re-derived"
+            raise LearnersFailed(f"{count}: {'; '.join(failed)}")
 
     def _stored_entries(self, p: int, kind: str) -> dict[str, dict[str, Any]]:
         """This partition's entries of a kind as stored, by id: one table key per entry

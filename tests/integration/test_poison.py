@@ -1,0 +1,375 @@
+"""Hostile input on the real pipeline, with the worker killed mid-stream and restarted from an
+empty data dir (its tables recovered from the changelogs): every good event counts, every
+bad one is dead-lettered with its reason, and the sink keeps writing.
+
+The good events are the fault tests' cohort (tests/integration/test_faults.py), compared with
+the oracle; its competency's description is 280 KB, beside three more such competencies, so
+that the catalog only survives recovery if entries are stored one per record. The poison:
+numbers that validate as JSON but are out of range (1e400, Infinity, 10**20, 10**19), a
+gzip-compressed message of 5 MB, submissions whose texts together pass a Kafka record, a
+learner whose stored state this version cannot read, and two erasures that reuse a
+request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+import json
+import random
+import signal
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from psycopg_pool import AsyncConnectionPool
+
+from progress.catalog import CompetencyUpdated
+from service.config import Settings
+from streams.topics import changelog_topic
+from tests.integration.lms import at, published_for
+from tests.integration.processes import free_port
+from tests.integration.support import make_settings
+from tests.integration.test_faults import Cohort, Service
+from tests.oracle import Event
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+BIG_DESCRIPTION = 280_000
+SUBMISSION_TEXT = 176_000
+
+
+@dataclass
+class Poison:
+    topic: str
+    key: str
+    value: bytes
+    error_type: str  # what the dead letter must say
+    names: str = ""  # a word its reason must contain (the field)
+    partition: int = -1
+    offset: int = -1
+
+
+class BigCatalogCohort(Cohort):
+    """The cohort, with a competency whose description alone is 280 KB."""
+
+    def _log(self) -> list[Event]:
+        log = super()._log()
+        return [
+            e.model_copy(update={"description": "d" * BIG_DESCRIPTION})
+            if isinstance(e, CompetencyUpdated)
+            else e
+            for e in log
+        ]
+
+
+@pytest.fixture
+def service_under_poison(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    data = tmp_path_factory.mktemp("poison-worker")
+    settings = make_settings(api_port=free_port(), worker_data_dir=data / "worker-1")
+    service = Service(settings, tmp_path_factory.mktemp("poison-logs"))
+    try:
+        for name in ("worker", "sink"):
+            service.start(name)
+        yield service
+    finally:
+        service.stop_all()
+
+
+def text(rng: random.Random, size: int) -> str:
+    """Text that does not compress much, like real submissions."""
+    return "".join(rng.choices(string.ascii_letters + " ", k=size))
+
+
+def poison_for(settings: Settings, prefix: str, rng: random.Random) -> dict[str, list[Poison]]:
+    t = settings.topics
+    graded = f"{prefix}graded"
+    course = f"{prefix}pc"
+
+    def grade(score: str) -> bytes:
+        # Written out: json.dumps writes no 1e400, and the score must reach the worker so.
+        event = {
+            "type": "AssignmentGraded",
+            "user_id": graded,
+            "course_id": course,
+            "module_id": "m1",
+            "assignment_id": "a1",
+            "submission_id": "s1",
+            "score": "SCORE",
+            "graded_by": "t",
+            "graded_at": at(30),
+        }
+        return json.dumps(event).replace('"SCORE"', score).encode()
+
+    progressed = {
+        "type": "LessonProgressed",
+        "user_id": graded,
+        "course_id": course,
+        "module_id": "m1",
+        "lesson_id": "l1",
+        "time_spent": 10**20,
+        "occurred_at": at(20),
+    }
+    structure = {
+        "id": course,
+        "updated_at": at(0),
+        "modules": [{"id": "m1", "lessons": [{"id": "l1", "points": 10**19}]}],
+    }
+    padded = {**progressed, "time_spent": 5, "pad": "x" * 5_000_000}
+    return {
+        "numbers": [
+            Poison(t.assignment_activity, graded, grade("1e400"), "invalid", "score"),
+            Poison(t.assignment_activity, graded, grade("Infinity"), "invalid", "score"),
+            Poison(
+                t.lesson_activity, graded, json.dumps(progressed).encode(), "invalid", "time_spent"
+            ),
+            Poison(t.course_updates, course, json.dumps(structure).encode(), "invalid", "points"),
+        ],
+        # Compressed, it passes the broker's limit; its dead letter cannot carry it whole.
+        "huge": [Poison(t.lesson_activity, graded, json.dumps(padded).encode(), "oversize")],
+    }
+
+
+class Kafka:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def send(self, poison: list[Poison], compression: str | None = None) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            compression_type=compression,
+            max_request_size=8_000_000,
+        )
+        await producer.start()
+        try:
+            for p in poison:
+                sent = await producer.send_and_wait(p.topic, key=p.key.encode(), value=p.value)
+                p.partition, p.offset = sent.partition, sent.offset
+        finally:
+            await producer.stop()
+
+    async def send_json(self, topic: str, key: str, values: list[dict[str, Any]]) -> None:
+        await self.send([Poison(topic, key, json.dumps(v).encode(), "") for v in values])
+
+    async def records(self, topic: str) -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=64_000_000,
+            max_partition_fetch_bytes=16_000_000,
+        )
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            found: list[Any] = []
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += records
+            return found
+        finally:
+            await consumer.stop()
+
+
+async def dead_letters_of(kafka: Kafka, within: float = 120.0, **wanted: Poison) -> dict:
+    """The dead letter of each poison message, by name, once all have arrived."""
+    deadline = asyncio.get_running_loop().time() + within
+    found: dict[str, dict[str, Any]] = {}
+    while True:
+        records = await kafka.records(kafka.settings.topics.dead_letter)
+        letters = [json.loads(r.value) for r in records]
+        where = {(d["source_topic"], d["partition"], d["offset"]): d for d in letters}
+        found = {
+            name: where[(p.topic, p.partition, p.offset)]
+            for name, p in wanted.items()
+            if (p.topic, p.partition, p.offset) in where
+        }
+        if len(found) == len(wanted) or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(1.0)
+
+
+async def test_poison_among_good_events_with_a_kill_and_an_empty_restart_loses_nothing(
+    service_under_poison: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    service = service_under_poison
+    settings = service.settings
+    kafka = Kafka(settings)
+    rng = random.Random(20261201)
+    prefix = f"p{uuid4().hex[:8]}-"
+    cohort = BigCatalogCohort(settings)
+    poison = poison_for(settings, prefix, rng)
+    t = settings.topics
+
+    # Three more 280 KB competencies: with the cohort's, past a Kafka record together.
+    others = [
+        {
+            "type": "CompetencyUpdated",
+            "id": f"{prefix}k{n}",
+            "name": f"Big {n}",
+            "description": "d" * BIG_DESCRIPTION,
+            "updated_at": at(0),
+        }
+        for n in range(3)
+    ]
+    for entry in others:
+        await kafka.send_json(t.competencies, entry["id"], [entry])
+
+    # A learner with six submissions of 176 KB text each, in a course of six assignments.
+    writer, course = f"{prefix}writer", f"{prefix}wc"
+    assignments = [f"a{n}" for n in range(6)]
+    await kafka.send_json(
+        t.course_updates,
+        course,
+        [
+            {
+                "id": course,
+                "updated_at": at(0),
+                "modules": [{"id": "m1", "assignments": [{"id": a} for a in assignments]}],
+            }
+        ],
+    )
+    texts = {a: text(rng, SUBMISSION_TEXT) for a in assignments}
+    submissions = [
+        {
+            "type": "AssignmentSubmitted",
+            "user_id": writer,
+            "course_id": course,
+            "module_id": "m1",
+            "assignment_id": a,
+            "submission_id": f"s-{a}",
+            "submission_type": "text",
+            "text_content": texts[a],
+            "submitted_at": at(10 + n),
+        }
+        for n, a in enumerate(assignments)
+    ]
+    enrollment = {"id": f"e-{writer}", "user_id": writer, "course_id": course, "enrolled_at": at(1)}
+    await kafka.send_json(t.enrollments, writer, [enrollment])
+    await kafka.send_json(t.assignment_activity, writer, submissions)
+
+    # A learner whose state will be unreadable after the restart.
+    broken = f"{prefix}broken"
+    await kafka.send_json(
+        t.enrollments,
+        broken,
+        [
+            {
+                "id": f"e-{broken}",
+                "user_id": broken,
+                "course_id": cohort.course,
+                "enrolled_at": at(1),
+            }
+        ],
+    )
+
+    events = cohort.arrivals
+    half = len(events) // 2
+    await cohort.send(events[:half])
+    await kafka.send(poison["numbers"])
+    await kafka.send(poison["huge"], compression="gzip")
+    await asyncio.sleep(2.0)  # the worker is busy with it all
+    service.stop("worker", signal.SIGKILL)
+
+    # Its stored state as this version cannot read it: the worker's recovery reads this.
+    changelog = changelog_topic(settings, "learners")
+    stored = [r for r in await kafka.records(changelog) if r.key and broken.encode() in r.key]
+    assert stored, "the broken learner's state was never written"
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            changelog, key=stored[-1].key, value=b'{"user_id": 1}', partition=stored[-1].partition
+        )
+    finally:
+        await producer.stop()
+
+    # Restart from an empty data dir: every table is recovered from its changelog.
+    empty = settings.model_copy(update={"worker_data_dir": settings.worker_data_dir.parent / "w2"})
+    await asyncio.to_thread(service.start, "worker", empty)
+
+    lesson = {
+        "type": "LessonCompleted",
+        "user_id": broken,
+        "course_id": cohort.course,
+        "module_id": "m1",
+        "lesson_id": "l1",
+        "completed_at": at(3),
+    }
+    unreadable = Poison(
+        t.lesson_activity, broken, json.dumps(lesson).encode(), "internal-error", "LearnerState"
+    )
+    await kafka.send([unreadable])
+    erased = f"{prefix}erased"
+    await kafka.send_json(
+        t.enrollments,
+        erased,
+        [
+            {
+                "id": f"e-{erased}",
+                "user_id": erased,
+                "course_id": cohort.course,
+                "enrolled_at": at(1),
+            }
+        ],
+    )
+    await kafka.send_json(
+        t.erasure_requests,
+        erased,
+        [
+            {
+                "type": "LearnerErasureRequested",
+                "user_id": erased,
+                "request_id": "r1",
+                "requested_at": at(m),
+            }
+            for m in (100, 200)
+        ],
+    )
+    await cohort.send(events[half:])
+
+    # Every good event counted: PostgreSQL holds the oracle's rows, once-events published.
+    await cohort.converged(pg_pool)
+    acquired = await published_for(settings, t.competency_acquired, set(cohort.users))
+    names = {json.loads(r.value)["competency_name"] for r in acquired}
+    assert names == {"Recovering"}, "the recovered catalog lost the competency's name"
+
+    # Every bad one dead-lettered, with the reason naming what was wrong.
+    wanted = {f"{group}{n}": p for group, ps in poison.items() for n, p in enumerate(ps)}
+    wanted["unreadable"] = unreadable
+    letters = await dead_letters_of(kafka, **wanted)
+    assert sorted(letters) == sorted(wanted), f"no dead letter for {set(wanted) - set(letters)}"
+    for name, p in wanted.items():
+        letter = letters[name]
+        assert letter["error_type"] == p.error_type, (name, letter["reason"])
+        assert p.names in letter["reason"], (name, letter["reason"])
+    huge = letters["huge0"]
+    original = poison["huge"][0].value
+    assert huge["value_truncated"] and huge["value_bytes"] == len(original)
+    assert huge["value_sha256"] == hashlib.sha256(original).hexdigest()
+    assert original.startswith(base64.b64decode(huge["value"]))
+
+    # The bulky submissions all reached PostgreSQL whole.
+    async with pg_pool.connection() as conn:
+        cur = await conn.execute(
+            "select assignment_id, text_content from assignment_submissions where user_id = %s",
+            (writer,),
+        )
+        kept = dict(await cur.fetchall())
+    assert kept == texts
+
+    # Two erasures, two ids.
+    erasures = await published_for(settings, t.learner_erased, {erased})
+    ids = {json.loads(r.value)["erased_at"]: json.loads(r.value)["event_id"] for r in erasures}
+    assert len(ids) == 2 and len(set(ids.values())) == 2, ids
+
+    # gzip is not what made the big message pass: the same bytes uncompressed are refused.
+    assert len(gzip.compress(original)) < 1_000_000 < len(original)
