@@ -1,7 +1,8 @@
 """Who may ask what: bearer tokens (JWT) checked at the edge of the API.
 
 A token is a JWT signed with the key in ``API_JWT_KEY`` (HS256 by default; RS256/ES256 with
-a public key). Its claims decide what its bearer sees:
+a PEM public key, the tokens then signed with its private key). Its claims decide what its
+bearer sees:
 
 - ``role: learner`` (the default), ``sub`` = a user id: that learner's own progress, and the
   catalogs;
@@ -27,7 +28,21 @@ LEEWAY_SECONDS = 30
 
 
 class Unauthorized(Exception):
-    """No usable token: answer 401."""
+    """No usable token: answer 401.
+
+    ``error`` is the RFC 6750 error code for the ``WWW-Authenticate`` challenge:
+    ``invalid_token`` when a bearer token was given but is not valid, ``invalid_request``
+    when the Authorization header is not ``Bearer <token>``, ``None`` when there was none.
+    """
+
+    def __init__(self, detail: str, error: str | None = None) -> None:
+        super().__init__(detail)
+        self.error = error
+
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value of the 401 answer."""
+        return "Bearer" if self.error is None else f'Bearer error="{self.error}"'
 
 
 class Forbidden(Exception):
@@ -83,8 +98,13 @@ class TokenVerifier:
         if not authorization:
             raise Unauthorized("an Authorization: Bearer token is required")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() != "bearer":
+            # Another scheme is no bearer token at all: the bare challenge (RFC 6750, 3.1).
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        if not token.strip():
+            raise Unauthorized(
+                "the Authorization header must be 'Bearer <token>'", "invalid_request"
+            )
         try:
             claims = jwt.decode(
                 token.strip(),
@@ -96,13 +116,16 @@ class TokenVerifier:
                 options={"require": ["sub", "exp"]},
             )
         except jwt.ExpiredSignatureError as err:
-            raise Unauthorized("the token has expired") from err
-        except jwt.InvalidTokenError as err:
-            # The library's message says which check failed without echoing the token.
-            raise Unauthorized(f"the token is not valid: {err}") from err
+            raise Unauthorized("the token has expired", "invalid_token") from err
+        except jwt.PyJWTError as err:
+            # Every error of the library, not only InvalidTokenError: an HS256 token checked
+            # against a PEM public key (algorithm confusion) raises InvalidKeyError, which is
+            # the client's fault too. The message says which check failed without echoing
+            # the token.
+            raise Unauthorized(f"the token is not valid: {err}", "invalid_token") from err
         role = claims.get("role", "learner")
         if role not in ("learner", "staff", "service"):
-            raise Unauthorized(f"unknown role {role!r}")
+            raise Unauthorized(f"unknown role {role!r}", "invalid_token")
         scope = claims.get("scope", "")
         scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
         return Principal(subject=str(claims["sub"]), role=role, scopes=scopes & ALL_SCOPES)
@@ -128,7 +151,10 @@ def mint_token(
     algorithm: str = "HS256",
     now: int | None = None,
 ) -> str:
-    """A signed token, for tests, the demo and ``progress token``."""
+    """A signed token, for tests, the demo and ``progress token``.
+
+    ``key`` is the HS256 secret, or for RS256/ES256 the PEM private key.
+    """
     issued = int(time.time()) if now is None else now
     claims = {
         "sub": subject,

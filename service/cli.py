@@ -11,8 +11,9 @@
                       request the erasure of every record of a learner
     progress redrive [--error-type T] [--dry-run]
                       re-send the dead letters that are valid now to their topics
-    progress token <subject> [--role R] [--scope S ...] [--hours H]
-                      mint a bearer token signed with API_JWT_KEY
+    progress token <subject> [--role R] [--scope S ...] [--hours H] [--private-key PEM]
+                      mint a bearer token signed with API_JWT_KEY (HS256), or with a
+                      private key for RS256/ES256
 
 Imports are inside the commands so that each process loads only what it runs
 (the API never imports Faust).
@@ -182,22 +183,64 @@ def _redrive(settings: Settings, error_type: str | None, dry_run: bool) -> None:
         print(("dry run: " if dry_run else "") + line)
 
 
-def _token(settings: Settings, subject: str, role: str, scopes: list[str], hours: float) -> None:
+def _token(
+    settings: Settings,
+    subject: str,
+    role: str,
+    scopes: list[str],
+    hours: float,
+    private_key: Path | None = None,
+) -> None:
+    """Print a token signed with the first of API_JWT_ALGORITHMS: with API_JWT_KEY for HS*,
+    with ``private_key`` (a PEM file) for the others, since API_JWT_KEY is then the public
+    key the API verifies with."""
+    import jwt
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     from api.auth import mint_token
 
-    if not settings.api_jwt_key:
-        raise CommandError("API_JWT_KEY is not set: there is no key to sign with")
     algorithm = settings.api_jwt_algorithms.split(",")[0].strip()
-    print(
-        mint_token(
-            settings.api_jwt_key,
+    if algorithm.startswith("HS"):
+        if private_key is not None:
+            raise CommandError(
+                f"--private-key is for RS256/ES256; {algorithm} signs with API_JWT_KEY"
+            )
+        if not settings.api_jwt_key:
+            raise CommandError("API_JWT_KEY is not set: there is no key to sign with")
+        key = settings.api_jwt_key
+    else:
+        if private_key is None:
+            raise CommandError(
+                f"{algorithm} tokens are signed with a private key: pass --private-key FILE "
+                "(API_JWT_KEY holds the public key the API verifies with)"
+            )
+        try:
+            key = private_key.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {private_key}: {exc}") from None
+        try:
+            # Checked here: PyJWT given a public key fails deep inside with AttributeError.
+            load_pem_private_key(key.encode(), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise CommandError(
+                f"cannot sign a {algorithm} token with {private_key}: "
+                "it is not an unencrypted PEM private key"
+            ) from None
+    try:
+        token = mint_token(
+            key,
             subject,
             role=role,
             scopes=tuple(scopes),
             lifetime_seconds=int(hours * 3600),
             algorithm=algorithm,
         )
-    )
+    except (jwt.PyJWTError, NotImplementedError, ValueError, TypeError) as exc:
+        # A key of the wrong kind or not PEM (PyJWTError), an unknown algorithm
+        # (NotImplementedError), cryptography's refusals: never the key in the message.
+        raise CommandError(f"cannot sign a {algorithm} token with that key: {exc}") from None
+    print(token)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -247,6 +290,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["progress:read", "catalog:write", "learners:erase"],
     )
     token.add_argument("--hours", type=float, default=1.0)
+    token.add_argument(
+        "--private-key",
+        type=Path,
+        help="a PEM private key file: how RS256/ES256 tokens are signed "
+        "(the API verifies them with the public key in API_JWT_KEY)",
+    )
     return parser
 
 
@@ -262,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "redrive":
             _redrive(settings, args.error_type, args.dry_run)
         elif args.command == "token":
-            _token(settings, args.subject, args.role, args.scope, args.hours)
+            _token(settings, args.subject, args.role, args.scope, args.hours, args.private_key)
         else:
             COMMANDS[args.command](settings)
     except CommandError as exc:
