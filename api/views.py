@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
 
 from aiohttp import web
 from psycopg import AsyncConnection
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from api import queries
-from api.keys import CACHE, PG_POOL, PUBLISHER, REDIS
+from api.auth import Unauthorized
+from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
 from progress.models import ProgressStatus
 from progress.schema import EventTime, Id
 from service.publish import (
@@ -44,9 +46,24 @@ D = TypeVar("D")
 
 _ID: TypeAdapter[str] = TypeAdapter(Id)
 _STATUS: TypeAdapter[ProgressStatus] = TypeAdapter(ProgressStatus)
-_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=500)])
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _digits_only(value: object) -> object:
+    # pydantic reads "1.0", " 5" and "5_0" as integers, and str.isdigit takes other scripts'
+    # digits: a count in a URL is plain ASCII digits, nothing else.
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be plain digits 0-9")
+    return value
+
+
+_LIMIT: TypeAdapter[int] = TypeAdapter(
+    Annotated[int, BeforeValidator(_digits_only), Field(ge=1, le=500)]
+)
 # Bounded so that PostgreSQL never sees an offset it cannot represent.
-_OFFSET: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=2**31 - 1)])
+_OFFSET: TypeAdapter[int] = TypeAdapter(
+    Annotated[int, BeforeValidator(_digits_only), Field(ge=0, le=2**31 - 1)]
+)
 _EVENT_TIME: TypeAdapter[datetime] = TypeAdapter(EventTime)
 DEFAULT_LIMIT = 100
 
@@ -58,19 +75,23 @@ _READY_DEADLINE_S = _READY_TIMEOUT_S + 0.5
 class ApiError(Exception):
     """An answer for the client: its HTTP status, an error code and a readable detail."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(
+        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = headers
 
     @classmethod
     def bad_request(cls, detail: str) -> ApiError:
         return cls(400, "bad_request", detail)
 
     @classmethod
-    def unauthorized(cls, detail: str) -> ApiError:
-        return cls(401, "unauthorized", detail)
+    def unauthorized(cls, detail: str, challenge: str = "Bearer") -> ApiError:
+        """A 401 with its ``WWW-Authenticate`` challenge (RFC 6750)."""
+        return cls(401, "unauthorized", detail, {"WWW-Authenticate": challenge})
 
     @classmethod
     def forbidden(cls, detail: str) -> ApiError:
@@ -79,6 +100,10 @@ class ApiError(Exception):
     @classmethod
     def not_found(cls, detail: str) -> ApiError:
         return cls(404, "not_found", detail)
+
+    @classmethod
+    def unsupported_media_type(cls, detail: str) -> ApiError:
+        return cls(415, "unsupported_media_type", detail)
 
     @classmethod
     def unavailable(cls, detail: str) -> ApiError:
@@ -318,16 +343,35 @@ async def learning_path_catalog(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ admin
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def _json_body(request: web.Request, *, required: bool) -> dict[str, Any]:
+    """The body as a JSON object; ``{}`` when it is empty and not ``required``.
+
+    A body, and every body that is ``required``, must be sent as ``application/json``
+    (415 otherwise): JSON is the only representation the admin routes take.
+    """
     raw = await request.read()
+    if (required or raw.strip()) and request.content_type != "application/json":
+        raise ApiError.unsupported_media_type(
+            f"the body must be sent as application/json, not {request.content_type[:64]}"
+        )
     if not raw.strip():
         if required:
             raise ApiError.bad_request("the body must be a JSON object (the catalog entry)")
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # NaN and Infinity are Python's extensions, not JSON: no entry field may hold them.
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ApiError.bad_request(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        # The decoder recurses per nesting level; no catalog entry is nested this deep.
+        raise ApiError.bad_request(
+            "the body is not JSON this API takes: nested too deeply"
+        ) from None
     if not isinstance(body, dict):
         raise ApiError.bad_request(f"the body must be a JSON object, not {type(body).__name__}")
     return body
@@ -400,7 +444,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when PostgreSQL and Redis both answer (Kafka is not the API's dependency)."""
+    """Ready when PostgreSQL and Redis both answer (Kafka is not the API's dependency).
+
+    Anyone may ask, so a failing check says only ``failing``: what failed (hosts, ports,
+    exception classes) goes to the log, and to callers with a valid staff or service token.
+    """
 
     async def postgres() -> None:
         async with request.app[PG_POOL].connection(timeout=_READY_TIMEOUT_S) as conn:
@@ -413,10 +461,26 @@ async def readyz(request: web.Request) -> web.Response:
     outcomes = await asyncio.gather(*(_check(probe()) for probe in (postgres, redis)))
     checks = dict(zip(names, outcomes, strict=True))
     ready = all(outcome == "ok" for outcome in outcomes)
+    if not ready:
+        log.warning("not ready: %s", checks)
+        if not _sees_internals(request):
+            checks = {
+                name: "ok" if outcome == "ok" else "failing" for name, outcome in checks.items()
+            }
     return web.json_response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status=200 if ready else 503,
     )
+
+
+def _sees_internals(request: web.Request) -> bool:
+    """Whether the caller's token is a valid staff or service one (any scope). A missing or
+    bad token is no error here: probes call /readyz without one."""
+    try:
+        principal = request.app[AUTH].principal(request.headers.get("Authorization"))
+    except Unauthorized:
+        return False
+    return principal.role in ("staff", "service")
 
 
 async def _check(probe: Awaitable[None]) -> str:
