@@ -15,6 +15,7 @@ from pydantic import (
     AliasGenerator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     StringConstraints,
 )
@@ -73,7 +74,22 @@ def _plausible_event_time(value: datetime) -> datetime:
     return value
 
 
-EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_event_time)]
+def _iso_8601_only(value: object) -> object:
+    # pydantic would read a number, or a string of one, as seconds (or milliseconds) since
+    # 1970: a unit guess that turns a wrong field into a plausible time. Times are ISO 8601.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+    raise ValueError("a time must be an ISO 8601 string with a time zone")
+
+
+EventTime = Annotated[
+    AwareDatetime, BeforeValidator(_iso_8601_only), AfterValidator(_plausible_event_time)
+]
 
 _NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4b59-9a57-2f1e4c0d8e11")
 
