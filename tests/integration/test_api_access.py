@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import create_app
+from api.app import MAX_LINE_BYTES, create_app, start_api
 from api.auth import mint_token
 from progress.snapshots import Snapshot
 from service.config import Settings
+from tests.integration.processes import free_port
 from tests.integration.support import TEST_JWT_KEY, Http, make_settings
 from tests.integration.test_sink_api import learner_snapshot
 
@@ -96,3 +100,98 @@ async def test_auth_off_is_an_explicit_switch(pg_pool: object) -> None:
     async with TestClient(TestServer(open_app)) as client:
         response = await client.get("/users/nobody-at-all/progress")
         assert response.status == 404  # no token needed, and nothing to show
+
+
+# ------------------------------------------------------------------ 401 challenges
+
+
+@pytest.mark.parametrize(
+    ("headers", "challenge"),
+    [
+        ({}, "Bearer"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer"),
+        ({"Authorization": "Bearer nonsense"}, 'Bearer error="invalid_token"'),
+        (
+            {"Authorization": f"Bearer {mint_token(TEST_JWT_KEY, 'u1', lifetime_seconds=-120)}"},
+            'Bearer error="invalid_token"',
+        ),
+    ],
+)
+async def test_a_401_says_how_to_authenticate(
+    anonymous: Http, headers: dict[str, str], challenge: str
+) -> None:
+    response = await anonymous.get("/catalog/competencies", headers=headers)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == challenge
+    assert (await response.json())["error"] == "unauthorized"
+
+
+# ------------------------------------------------------------------ readiness detail
+
+
+@pytest.fixture
+async def redis_down(pg_pool: object) -> AsyncIterator[Http]:
+    """The API with tokens checked, its Redis an address where nothing listens."""
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+async def test_readiness_detail_is_only_for_staff_and_service_tokens(redis_down: Http) -> None:
+    names_only = {"status": "not-ready", "checks": {"postgres": "ok", "redis": "failing"}}
+    for headers in ({}, bearer("u1"), {"Authorization": "Bearer nonsense"}):
+        response = await redis_down.get("/readyz", headers=headers)
+        assert response.status == 503
+        assert await response.json() == names_only, headers
+
+    for headers in (bearer("s1", "staff"), bearer("svc", "service", "catalog:write")):
+        response = await redis_down.get("/readyz", headers=headers)
+        assert response.status == 503
+        checks = (await response.json())["checks"]
+        assert checks["postgres"] == "ok"
+        assert checks["redis"].startswith("ConnectionError"), checks  # what, not just whether
+
+
+# ------------------------------------------------------------------ protocol errors
+
+
+@pytest.fixture
+async def served(settings: Settings, pg_pool: object) -> AsyncIterator[str]:
+    """The API as ``progress api`` serves it (api.app.start_api, on a port of its own);
+    yields its base URL."""
+    own = make_settings(api_port=free_port())
+    runner = await start_api(own)
+    yield f"http://{own.api_host}:{own.api_port}"
+    await runner.cleanup()
+
+
+async def test_what_aiohttp_refuses_before_routing_is_answered_as_json(served: str) -> None:
+    async with aiohttp.ClientSession(served) as session:
+        long_url = "/catalog/competencies?course_id=" + "a" * (MAX_LINE_BYTES + 1)
+        async with session.get(long_url) as response:
+            assert response.status == 400
+            assert response.content_type == "application/json"
+            assert await response.json() == {
+                "error": "bad_request",
+                "detail": f"the request line or a header is longer than {MAX_LINE_BYTES} bytes",
+            }
+        async with session.get("/healthz", headers={"X-Long": "b" * (MAX_LINE_BYTES + 1)}) as big:
+            assert (big.status, (await big.json())["error"]) == (400, "bad_request")
+        # The same server answers a request of the right size as usual.
+        async with session.get("/catalog/competencies?limit=1") as ok:
+            assert (ok.status, ok.headers["WWW-Authenticate"]) == (401, "Bearer")
+
+    host, port = served.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 ")
+    assert json.loads(body) == {
+        "error": "bad_request",
+        "detail": "the request is not valid HTTP/1.1",
+    }

@@ -383,13 +383,110 @@ async def test_admin_refuses_what_it_cannot_publish_and_publishes_nothing(
     before = await catalog_sizes(publishing)
     for method, path, body, status, detail in REFUSED:
         if isinstance(body, str):
-            response = await admin_http.request(method, path, data=body)
+            response = await admin_http.request(
+                method, path, data=body, headers={"Content-Type": "application/json"}
+            )
         else:
             response = await admin_http.request(method, path, json=body)
         assert response.status == status, (method, path, await response.text())
         answer = await response.json()
         assert detail in answer["detail"], (method, path, answer)
     assert await catalog_sizes(publishing) == before
+
+
+def nested(depth: int) -> str:
+    """A JSON object whose ``name`` holds lists ``depth`` deep."""
+    return '{"name": ' + "[" * depth + "]" * depth + ', "updated_at": "2026-05-01T00:00:00Z"}'
+
+
+# (method, path, body sent as application/json, the field or reason the 400 must name)
+REFUSED_AS_BAD_REQUEST: list[tuple[str, str, str, str]] = [
+    ("PUT", "/admin/catalog/competencies/k-1", nested(100_000), "nested too deeply"),
+    ("PUT", "/admin/catalog/competencies/k-1", nested(100), "name"),  # parses, then invalid
+    (
+        "PUT",
+        "/admin/catalog/competencies/k-1",
+        '{"name": "X", "updated_at": 1777593600}',  # 2026-05-01 as seconds since 1970
+        "updated_at: Value error, a time must be an ISO 8601 string",
+    ),
+    (
+        "PUT",
+        "/admin/catalog/competencies/k-1",
+        '{"name": "X", "updated_at": "1777593600"}',
+        "updated_at: Value error, a time must be an ISO 8601 string",
+    ),
+    (
+        "DELETE",
+        "/admin/catalog/competencies/k-1",
+        '{"updated_at": 1777593600}',
+        "updated_at is invalid: Value error, a time must be an ISO 8601 string",
+    ),
+    (
+        "PUT",
+        "/admin/catalog/achievements/a-1",
+        '{"name": "X", "points": 10000000000000000000, "updated_at": "2026-05-01T00:00:00Z"}',
+        "points: Input should be less than or equal to",
+    ),
+    (
+        "PUT",
+        "/admin/catalog/achievements/a-1",
+        '{"name": "X", "points": Infinity, "updated_at": "2026-05-01T00:00:00Z"}',
+        "Infinity is not JSON",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "named"), REFUSED_AS_BAD_REQUEST)
+async def test_hostile_admin_bodies_are_a_400_naming_what_is_wrong(
+    publishing: Settings, admin_http: Http, method: str, path: str, body: str, named: str
+) -> None:
+    before = await catalog_sizes(publishing)
+    response = await admin_http.request(
+        method, path, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 400, await response.text()
+    answer = await response.json()
+    assert answer["error"] == "bad_request"
+    assert named in answer["detail"], answer
+    assert await catalog_sizes(publishing) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body"),
+    [
+        ("PUT", "text/plain", '{"name": "X", "updated_at": "2026-05-01T00:00:00Z"}'),
+        ("PUT", "application/x-www-form-urlencoded", "name=X&updated_at=2026-05-01"),
+        ("PUT", None, '{"name": "X", "updated_at": "2026-05-01T00:00:00Z"}'),
+        ("PUT", None, ""),
+        ("DELETE", "text/plain", '{"updated_at": "2026-05-01T00:00:00Z"}'),
+    ],
+)
+async def test_an_admin_body_not_sent_as_json_is_a_415(
+    publishing: Settings, admin_http: Http, method: str, content_type: str | None, body: str
+) -> None:
+    before = await catalog_sizes(publishing)
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await admin_http.request(
+        method, "/admin/catalog/competencies/k-1", data=body.encode(), headers=headers
+    )
+    assert response.status == 415, await response.text()
+    answer = await response.json()
+    assert answer["error"] == "unsupported_media_type"
+    assert "application/json" in answer["detail"]
+    assert await catalog_sizes(publishing) == before
+
+
+@pytest.mark.parametrize("limit", ["1.0", "%205", "5%20", "5_0", "+5", "%D9%A5", "1e2", "0x5"])
+async def test_a_count_in_a_query_is_plain_digits(http: Http, limit: str) -> None:
+    response = await http.get(f"/catalog/competencies?limit={limit}")
+    assert response.status == 400, limit
+    answer = await response.json()
+    assert answer["error"] == "bad_request"
+    assert answer["detail"].startswith("query parameter limit=")
+    assert "plain digits" in answer["detail"]
+    response = await http.get(f"/catalog/achievements?offset={limit}")
+    assert response.status == 400, limit
+    assert (await response.json())["detail"].startswith("query parameter offset=")
 
 
 async def test_the_api_serves_reads_without_kafka_and_answers_503_to_admin_calls(
