@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from progress.events import ConsumedEvent, CourseUpdated, typed_discriminator
 from progress.models import Achievement, Competency
+from progress.ranges import CriterionCount, Points
 from progress.schema import EventTime, Id, InputModel, OutputModel, stable_id
 
 CompetencyLevel = Literal["beginner", "intermediate", "advanced"]
@@ -82,7 +83,7 @@ CriterionKind = Literal[
 
 class Criterion(InputModel):
     kind: CriterionKind
-    count: int = Field(default=1, ge=1, le=100_000)
+    count: CriterionCount = 1
     course_id: Id | None = None
     learning_path_id: Id | None = None
 
@@ -98,7 +99,7 @@ class AchievementUpdated(CatalogEntry):
     description: str = ""
     image_url: str = ""
     category: str = ""
-    points: int = Field(default=0, ge=0, le=1_000_000)
+    points: Points = 0
     criteria: Criterion
 
     def row(self, created_at: datetime) -> Achievement:

@@ -15,6 +15,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
+from progress.ranges import (
+    Fraction,
+    Level,
+    MaxScore,
+    Percent,
+    Position,
+    QuestionCount,
+    Score,
+    Seconds,
+)
 from progress.schema import EventTime, Id, InputModel, OutputModel, content_hash, stable_id
 from progress.structure import CourseStructure
 
@@ -102,9 +112,9 @@ class LessonProgressed(LessonEvent):
 
     type: Literal["LessonProgressed"]
     occurred_at: EventTime
-    position: int = Field(default=0, ge=0)
-    time_spent: int = Field(default=0, ge=0)
-    percent_complete: float = Field(default=0.0, ge=0, le=100)
+    position: Position = 0
+    time_spent: Seconds = 0
+    percent_complete: Percent = 0.0
 
     @property
     def event_time(self) -> datetime:
@@ -160,7 +170,7 @@ class QuizEvent(ConsumedEvent):
 class QuizAttemptStarted(QuizEvent):
     type: Literal["QuizAttemptStarted"]
     started_at: EventTime
-    total_questions: int = Field(ge=0, le=10_000)
+    total_questions: QuestionCount
 
     @property
     def event_time(self) -> datetime:
@@ -177,8 +187,8 @@ class QuizQuestionAnswered(QuizEvent):
     selected_options: tuple[str, ...] = Field(default=(), max_length=100)
     text_response: str = Field(default="", max_length=20_000)
     correct: bool
-    score: float | None = Field(default=None, ge=0, le=1)
-    time_spent: int = Field(default=0, ge=0)
+    score: Fraction | None = None
+    time_spent: Seconds = 0
 
     @property
     def credit(self) -> float:
@@ -194,7 +204,7 @@ class QuizQuestionAnswered(QuizEvent):
 class QuizAttemptSubmitted(QuizEvent):
     type: Literal["QuizAttemptSubmitted"]
     submitted_at: EventTime
-    time_spent: int = Field(default=0, ge=0)  # the attempt's total, in seconds
+    time_spent: Seconds = 0  # the attempt's total
 
     @property
     def event_time(self) -> datetime:
@@ -253,8 +263,8 @@ class AssignmentSubmissionReceived(AssignmentContent):
 class AssignmentGraded(AssignmentEvent):
     type: Literal["AssignmentGraded"]
     graded_at: EventTime
-    score: float = Field(ge=0)
-    max_score: float | None = Field(default=None, gt=0)  # else the structure's max_score
+    score: Score
+    max_score: MaxScore | None = None  # else the structure's max_score
     feedback: str = Field(default="", max_length=20_000)
     graded_by: Id
 
@@ -271,7 +281,7 @@ class ExternalEvidenceRecorded(ConsumedEvent):
     user_id: Id
     competency_id: Id
     evidence_id: Id
-    level: int = Field(ge=0, le=100)
+    level: Level
     description: str = Field(default="", max_length=2_000)
     url: str = Field(default="", max_length=2_000)
     recorded_at: EventTime

@@ -11,6 +11,15 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
+from progress.ranges import (
+    MAX_ITEMS_PER_MODULE,
+    MAX_MODULES,
+    Fraction,
+    GrantLevel,
+    MaxScore,
+    Percent,
+    Points,
+)
 from progress.schema import Id, InputModel
 
 DEFAULT_LESSON_POINTS = 10
@@ -23,7 +32,7 @@ class CompetencyGrant(InputModel):
     """Completing the item (or the course) is evidence of this competency at this level."""
 
     competency_id: Id
-    level: int = Field(ge=1, le=100)
+    level: GrantLevel
 
 
 Grants = tuple[CompetencyGrant, ...]
@@ -32,7 +41,7 @@ Grants = tuple[CompetencyGrant, ...]
 class LessonDef(InputModel):
     id: Id
     title: str = ""
-    points: int = Field(default=DEFAULT_LESSON_POINTS, ge=0)
+    points: Points = DEFAULT_LESSON_POINTS
     # Recorded on LessonProgress; a lesson is complete when a LessonCompleted arrives.
     completion_criteria: str = "completion-event"
 
@@ -40,8 +49,8 @@ class LessonDef(InputModel):
 class QuizDef(InputModel):
     id: Id
     title: str = ""
-    points: int = Field(default=DEFAULT_QUIZ_POINTS, ge=0)
-    pass_mark: float = Field(default=DEFAULT_PASS_MARK, ge=0, le=100)
+    points: Points = DEFAULT_QUIZ_POINTS
+    pass_mark: Percent = DEFAULT_PASS_MARK
     completion: Literal["passed", "submitted"] = "passed"
     competencies: Grants = ()
 
@@ -49,21 +58,21 @@ class QuizDef(InputModel):
 class AssignmentDef(InputModel):
     id: Id
     title: str = ""
-    points: int = Field(default=DEFAULT_ASSIGNMENT_POINTS, ge=0)
-    max_score: float = Field(default=100.0, gt=0)
+    points: Points = DEFAULT_ASSIGNMENT_POINTS
+    max_score: MaxScore = 100.0
     completion: Literal["submitted", "graded"] = "submitted"
     # An assignment graded below this share of its max score does not count as done,
     # when ``completion`` is "graded".
-    pass_ratio: float = Field(default=0.0, ge=0, le=1)
+    pass_ratio: Fraction = 0.0
     competencies: Grants = ()
 
 
 class ModuleDef(InputModel):
     id: Id
     title: str = ""
-    lessons: tuple[LessonDef, ...] = ()
-    quizzes: tuple[QuizDef, ...] = ()
-    assignments: tuple[AssignmentDef, ...] = ()
+    lessons: tuple[LessonDef, ...] = Field(default=(), max_length=MAX_ITEMS_PER_MODULE)
+    quizzes: tuple[QuizDef, ...] = Field(default=(), max_length=MAX_ITEMS_PER_MODULE)
+    assignments: tuple[AssignmentDef, ...] = Field(default=(), max_length=MAX_ITEMS_PER_MODULE)
 
     @property
     def item_count(self) -> int:
@@ -71,7 +80,7 @@ class ModuleDef(InputModel):
 
 
 class CourseStructure(InputModel):
-    modules: tuple[ModuleDef, ...] = ()
+    modules: tuple[ModuleDef, ...] = Field(default=(), max_length=MAX_MODULES)
     # Completing the whole course is evidence of these.
     competencies: Grants = ()
 
