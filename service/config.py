@@ -111,6 +111,11 @@ class Topics(BaseModel):
     def dead_letter(self) -> str:
         return self._name("progress.dead-letter")
 
+    # Published by the sink, keyed as the snapshot was: snapshots it can never write.
+    @property
+    def sink_dead_letter(self) -> str:
+        return self._name("progress.sink-dead-letter")
+
     @property
     def learner_inputs(self) -> tuple[str, ...]:
         return (

@@ -39,8 +39,14 @@ streams the rows with no per-row statement, bind or answer (psycopg adapts each 
 parameter would: ``text[]``, NULL timestamps), and the merge is one set-based statement;
 ``executemany`` in pipeline mode, the previous way, still bound every row on its own: run
 back to back, it wrote 27,268 rows/s against COPY's 33,765 (BENCHMARKS.md, sink). The COPY
-is binary, with each column's type looked up once per connection (``_copy_types``): text
-COPY formatted every value in the sink and parsed it again in PostgreSQL.
+is binary, with each column's type looked up once per connection (``_stage_tables``): text
+COPY formatted every value in the sink and parsed it again in PostgreSQL. Binary COPY packs
+an int into its column's width unchecked (3,000,000,000 would arrive in an ``integer``
+column as -1,294,967,296), so the staging tables take ``integer`` columns as ``bigint`` and
+the merge's cast into the real column checks the range: a value that does not fit fails the
+transaction (``NumericValueOutOfRange``, as one past a ``bigint`` fails in psycopg with
+``OverflowError``), and is never stored wrapped. The runner tells such a failure, which
+recurs for the batch, from a transient one (``sinks/runner.py``).
 """
 
 from __future__ import annotations
@@ -143,7 +149,7 @@ class _Staged:
     columns: tuple[str, ...]
     # A row's values in ``columns`` order, as one C-level call per row.
     values: Callable[[Row], tuple[Any, ...]]
-    create: sql.Composed
+    stage: sql.Identifier
     copy: sql.Composed
     merge: sql.Composed
 
@@ -156,11 +162,7 @@ def _build_staged(model: type[Row]) -> _Staged:
     return _Staged(
         columns=columns,
         values=attrgetter(*columns),
-        # Per session (a pooled connection keeps it); emptied at every commit.
-        create=sql.SQL(
-            "create temporary table if not exists {stage} (like {table} including defaults)"
-            " on commit delete rows"
-        ).format(stage=stage, table=table),
+        stage=stage,
         # Binary: psycopg's C dumpers send ints, floats and timestamps as they are; text COPY
         # spent about half the sink's COPY CPU formatting them (measured back to back).
         copy=sql.SQL("copy {stage} ({names}) from stdin (format binary)").format(
@@ -183,28 +185,56 @@ _COLUMN_TYPES = sql.SQL(
     " from pg_attribute a join pg_class c on c.oid = a.attrelid"
     " where a.attrelid = any(%s::regclass[]) and a.attnum > 0 and not a.attisdropped"
 )
+# A staging column's type, where it differs from the real column's: wide enough that the
+# merge, not binary COPY, checks the value's range (module docstring).
+_STAGE_TYPE = {"integer": "bigint"}
+
+
+@dataclass(frozen=True, slots=True)
+class _StageTables:
+    """The staging tables of one connection: each table's column types in
+    ``_Staged.columns`` order, as binary COPY needs them, and the statement creating it."""
+
+    types: Mapping[type[Row], list[str]]
+    create: Mapping[type[Row], sql.Composed]
+
+
 # Per connection, looked up once: the schema is the migrations', which every process applies
 # before it writes, so it does not change under an open connection.
-_TYPES_BY_CONNECTION: WeakKeyDictionary[AsyncConnection, Mapping[type[Row], list[str]]] = (
-    WeakKeyDictionary()
-)
+_TYPES_BY_CONNECTION: WeakKeyDictionary[AsyncConnection, _StageTables] = WeakKeyDictionary()
 
 
-async def _copy_types(cursor: AsyncCursor[Any]) -> Mapping[type[Row], list[str]]:
-    """Each table's column types in ``_Staged.columns`` order, as binary COPY needs them."""
+async def _stage_tables(cursor: AsyncCursor[Any]) -> _StageTables:
     known = _TYPES_BY_CONNECTION.get(cursor.connection)
     if known is not None:
         return known
     await cursor.execute(_COLUMN_TYPES, ([model.table for model in ALL_ROW_MODELS],))
     found: dict[tuple[str, str], str] = {
-        (table, column): type_name for table, column, type_name in await cursor.fetchall()
+        (table, column): _STAGE_TYPE.get(type_name, type_name)
+        for table, column, type_name in await cursor.fetchall()
     }
     types = {
         model: [found[model.table, column] for column in _STAGED[model].columns]
         for model in ALL_ROW_MODELS
     }
-    _TYPES_BY_CONNECTION[cursor.connection] = types
-    return types
+    # Per session (a pooled connection keeps them); emptied at every commit. Only the
+    # model's columns: the merge names them, and the real table applies its defaults.
+    create = {
+        model: sql.SQL(
+            "create temporary table if not exists {stage} ({columns}) on commit delete rows"
+        ).format(
+            stage=_STAGED[model].stage,
+            columns=sql.SQL(", ").join(
+                # Type names as PostgreSQL's own format_type spells them.
+                sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(type_name))
+                for column, type_name in zip(_STAGED[model].columns, types[model], strict=True)
+            ),
+        )
+        for model in ALL_ROW_MODELS
+    }
+    known = _StageTables(types=types, create=create)
+    _TYPES_BY_CONNECTION[cursor.connection] = known
+    return known
 
 
 # The per-learner tables (every one has user_id, indexed first), in the order a batch writes
@@ -384,13 +414,13 @@ async def _stage(
     models = [model for model in ALL_ROW_MODELS if grouped.get(model)]
     if not models:
         return []
-    types = await _copy_types(cursor)
+    tables = await _stage_tables(cursor)
     # No parameters, so one simple query creates them all: one round trip, not one each.
-    await cursor.execute(sql.SQL("; ").join(_STAGED[model].create for model in models))
+    await cursor.execute(sql.SQL("; ").join(tables.create[model] for model in models))
     for model in models:
         staged = _STAGED[model]
         async with cursor.copy(staged.copy) as copy:
-            copy.set_types(types[model])
+            copy.set_types(tables.types[model])
             for row in grouped[model]:
                 await copy.write_row(staged.values(row))
     return models

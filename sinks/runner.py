@@ -5,48 +5,58 @@ The order for each batch is the contract (at-least-once, made exact by idempoten
 1. decode the records: learner snapshots (``Snapshot``, keyed by user_id), erasures
    (``Erasure``, ``"kind": "erasure"``, keyed by user_id) and catalog snapshots
    (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``), keeping each
-   partition's records in offset order; one that does not decode is logged with its
-   coordinates, counted and skipped (the worker wrote it, so it is a bug to look at, not
-   input to retry);
+   partition's records in offset order; one that does not decode is dead-lettered
+   (``undecodable``: reading it again cannot fix it);
 2. write the batch to PostgreSQL in one transaction: the erased learners' rows deleted, then
    every row of the snapshots that follow their learner's erasure, or of every snapshot for a
    learner without one (``sinks.postgres.after_erasures``); retrying with capped exponential
-   backoff for as long as PostgreSQL is unavailable;
-3. replace the Redis hash of every erased learner with a tombstone that refuses fills, then
+   backoff for as long as PostgreSQL is unavailable. If PostgreSQL refuses the batch for what
+   it holds (``PG_PERMANENT``: a number out of its column's range, a NUL in a text), the same
+   messages are written again one per transaction, in order, and each one refused alone is
+   dead-lettered (``unwritable``); the others are written;
+3. deliver the batch's dead letters to ``progress.sink-dead-letter`` (acknowledged by every
+   replica), retrying for as long as Kafka does not take them;
+4. replace the Redis hash of every erased learner with a tombstone that refuses fills, then
    advance the cache of every other learner the batch touched, and start a new catalog
    generation if the batch had catalog rows, retrying the same way, so no reader is served
    an answer older than what PostgreSQL holds, nor an erased one;
-4. only then commit the batch's offsets.
+5. only then commit the batch's offsets.
 
-A stop or crash anywhere before 4 means the batch is read again, which is harmless: an equal
+A stop or crash anywhere before 5 means the batch is read again, which is harmless: an equal
 or older version is a no-op in PostgreSQL and in Redis, and an erasure read again deletes the
-same rows again before its learner's later snapshots are written again. Any other error (a
-row PostgreSQL refuses, say) is not retried and not skipped: it ends the sink with the offsets
-uncommitted.
+same rows again before its learner's later snapshots are written again; a dead letter may be
+delivered twice (its source topic, partition and offset identify it). Any other error (a bug,
+a schema the migrations did not make) is not retried and not skipped: it ends the sink with
+the offsets uncommitted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import psycopg
 import redis.exceptions
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from progress.catalog import CatalogSnapshot
+from progress.events import DeadLetter
 from progress.snapshots import Erasure, Snapshot
 from service.config import Settings
 from sinks.cache import ProgressCache, redis_client
 from sinks.migrate import apply_migrations
-from sinks.postgres import SinkMessage, catalog_row, write_snapshots
+from sinks.postgres import SinkMessage, after_erasures, catalog_row, write_snapshots
+from streams.records import SINK_DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,23 @@ REDIS_TRANSIENT: tuple[type[Exception], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
 )
+# Errors that say "never" for what the batch holds: the same rows fail the same way however
+# often they are tried. From PostgreSQL, data exceptions (SQLSTATE class 22: a number out of
+# its column's range, a NUL in a text) and integrity violations (class 23); from psycopg
+# adapting a value before sending it, an int past a bigint and a str that is not UTF-8.
+# A unique violation can also come from two sinks inserting the same new learner during a
+# rebalance; it does not recur when the batch is written again one message at a time, after
+# the other sink committed, so only a message refused alone is dead-lettered.
+PG_PERMANENT: tuple[type[Exception], ...] = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    OverflowError,
+    UnicodeEncodeError,
+)
+# Kafka errors while delivering a dead letter: the broker is away or the topic not yet ready.
+KAFKA_TRANSIENT: tuple[type[Exception], ...] = (KafkaError,)
+# A reason is for a person to read; a snapshot with every row wrong would repeat itself.
+_MAX_REASON_CHARS = 2_000
 
 _FIRST_RETRY_DELAY_S = 0.1
 _REPORT_EVERY_S = 30.0
@@ -103,6 +130,35 @@ def decode_message(value: bytes | None) -> SinkMessage:
     return message
 
 
+def _reason(exc: Exception) -> str:
+    """Why a record failed, on one line: each field a ValidationError names, with its
+    message; otherwise the error's type and first line."""
+    if isinstance(exc, ValidationError):
+        text = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'message'}: {item['msg']}"
+            for item in exc.errors(include_url=False)
+        )
+    else:
+        first = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {first[0] if first else ''}"
+    return text[:_MAX_REASON_CHARS]
+
+
+def dead_letter_for(record: ConsumerRecord[Any, Any], reason: str, error_type: str) -> DeadLetter:
+    """The dead letter of a snapshot-topic record: where it was, its bytes and why."""
+    key = record.key
+    return DeadLetter(
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
+        value=base64.b64encode(record.value or b"").decode("ascii"),
+        reason=reason,
+        error_type=error_type,
+        failed_at=datetime.now(UTC),
+    )
+
+
 def _row_count(message: SinkMessage) -> int:
     if isinstance(message, Erasure):
         return 0
@@ -122,8 +178,8 @@ class _Throughput:
     snapshots: int = 0
     rows: int = 0
     erasures: int = 0
-    undecodable: int = 0
-    undecodable_total: int = 0
+    dead_letters: int = 0
+    dead_letters_total: int = 0
 
     def report_if_due(self) -> None:
         now = time.monotonic()
@@ -132,17 +188,17 @@ class _Throughput:
             return
         log.info(
             "sink: %.0f rows/s, %.0f snapshots/s (%d batches in %.0fs); erasures: %d;"
-            " undecodable: %d (%d total)",
+            " dead-lettered: %d (%d total)",
             self.rows / elapsed,
             self.snapshots / elapsed,
             self.batches,
             elapsed,
             self.erasures,
-            self.undecodable,
-            self.undecodable_total,
+            self.dead_letters,
+            self.dead_letters_total,
         )
         self.since = now
-        self.batches = self.snapshots = self.rows = self.erasures = self.undecodable = 0
+        self.batches = self.snapshots = self.rows = self.erasures = self.dead_letters = 0
 
 
 async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -164,13 +220,21 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    sink = _Sink(settings, pool, ProgressCache(redis, settings.cache_ttl_seconds), consumer, stop)
+    dead_letters = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        # A dead letter carries its snapshot in base64: see streams/records.py.
+        max_request_size=SINK_DEAD_LETTER_MAX_BYTES,
+    )
+    cache = ProgressCache(redis, settings.cache_ttl_seconds)
+    sink = _Sink(settings, pool, cache, consumer, dead_letters, stop)
     try:
         await pool.open(wait=False)
         await sink.run()
     finally:
         # Not committing here: whatever was not committed after its write is read again.
         await consumer.stop()
+        await dead_letters.stop()
         await pool.close()
         await redis.aclose()
 
@@ -182,12 +246,14 @@ class _Sink:
         pool: AsyncConnectionPool,
         cache: ProgressCache,
         consumer: AIOKafkaConsumer,
+        dead_letters: AIOKafkaProducer,
         stop: asyncio.Event,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._cache = cache
         self._consumer = consumer
+        self._dead_letters = dead_letters
         self._stop = stop
         self._throughput = _Throughput()
 
@@ -196,6 +262,7 @@ class _Sink:
             await self._retry(
                 "apply migrations", lambda: apply_migrations(self._pool), PG_TRANSIENT
             )
+            await self._dead_letters.start()
             await self._consumer.start()
             log.info(
                 "sink consuming %s as group %s",
@@ -216,26 +283,25 @@ class _Sink:
 
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         started = time.monotonic()
-        messages: list[SinkMessage] = []
+        decoded: list[tuple[ConsumerRecord[Any, Any], SinkMessage]] = []
+        dead: list[DeadLetter] = []
         offsets: dict[TopicPartition, int] = {}
-        undecodable = 0
         for partition, records in batch.items():
             for record in records:
-                message = self._decode(record)
-                if message is None:
-                    undecodable += 1
-                else:
-                    messages.append(message)
-            # Undecodable records are committed too: reading them again cannot fix them.
+                try:
+                    decoded.append((record, decode_message(record.value)))
+                except (ValidationError, ValueError) as exc:
+                    dead.append(dead_letter_for(record, _reason(exc), "undecodable"))
             offsets[partition] = records[-1].offset + 1
 
-        versions: dict[str, int] = {}
-        if messages:
-            versions = await self._retry(
-                "write to PostgreSQL", lambda: self._write(messages), PG_TRANSIENT
+        written, versions, unwritable = await self._write_all(decoded)
+        dead.extend(unwritable)
+        if dead:
+            await self._retry(
+                "deliver dead letters", functools.partial(self._send, dead), KAFKA_TRANSIENT
             )
-        catalogs = any(isinstance(message, CatalogSnapshot) for message in messages)
-        erased = sorted({message.user_id for message in messages if isinstance(message, Erasure)})
+        catalogs = any(isinstance(message, CatalogSnapshot) for message in written)
+        erased = sorted({message.user_id for message in written if isinstance(message, Erasure)})
         advanced = await self._retry(
             "advance the cache",
             lambda: self._advance(versions, erased, catalogs),
@@ -243,41 +309,101 @@ class _Sink:
         )
         await self._commit(offsets)
 
-        rows = sum(_row_count(message) for message in messages)
+        rows = sum(_row_count(message) for message in written)
         throughput = self._throughput
         throughput.batches += 1
-        erasures = sum(isinstance(message, Erasure) for message in messages)
-        throughput.snapshots += len(messages) - erasures
+        erasures = sum(isinstance(message, Erasure) for message in written)
+        throughput.snapshots += len(written) - erasures
         throughput.rows += rows
         throughput.erasures += erasures
-        throughput.undecodable += undecodable
-        throughput.undecodable_total += undecodable
+        throughput.dead_letters += len(dead)
+        throughput.dead_letters_total += len(dead)
         log.debug(
             "batch: %d records from %d partitions, %d messages, %d rows, %d learners"
-            " (%d cache entries advanced), %d erased, %d undecodable, %.1f ms",
+            " (%d cache entries advanced), %d erased, %d dead-lettered, %.1f ms",
             sum(len(records) for records in batch.values()),
             len(batch),
-            len(messages),
+            len(written),
             rows,
             len(versions),
             advanced,
             len(erased),
-            undecodable,
+            len(dead),
             (time.monotonic() - started) * 1000,
         )
 
-    def _decode(self, record: ConsumerRecord[Any, Any]) -> SinkMessage | None:
+    async def _write_all(
+        self, decoded: list[tuple[ConsumerRecord[Any, Any], SinkMessage]]
+    ) -> tuple[list[SinkMessage], dict[str, int], list[DeadLetter]]:
+        """Write the messages; return those written, the highest version per learner, and
+        the dead letters of those PostgreSQL can never take.
+
+        The batch goes in one transaction. Refused for what it holds, it goes again one
+        message per transaction, in the batch's order, which ends in the same rows (an
+        erasure deletes what its learner's earlier messages wrote, and each row keeps its
+        newest version whatever the order); the messages refused alone are the dead letters.
+        Snapshots the batch would not write (those before their learner's erasure) are
+        left out, as the batch leaves them out.
+        """
+        messages = [message for _, message in decoded]
+        if not messages:
+            return [], {}, []
         try:
-            return decode_message(record.value)
-        except (ValidationError, ValueError) as exc:
-            log.error(
-                "undecodable snapshot at %s[%d]@%d, skipped: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                str(exc).replace("\n", " | ")[:500],
+            batch_versions = await self._retry(
+                "write to PostgreSQL", functools.partial(self._write, messages), PG_TRANSIENT
             )
-            return None
+        except PG_PERMANENT as exc:
+            log.warning(
+                "PostgreSQL refused a batch of %d messages (%s); writing them one at a time"
+                " to dead-letter those it can never take",
+                len(messages),
+                _reason(exc),
+            )
+        else:
+            return messages, batch_versions, []
+
+        kept = {id(snapshot) for snapshot in after_erasures(messages)[0]}
+        written: list[SinkMessage] = []
+        versions: dict[str, int] = {}
+        dead: list[DeadLetter] = []
+        for record, message in decoded:
+            if isinstance(message, Snapshot) and id(message) not in kept:
+                continue
+            try:
+                alone = await self._retry(
+                    "write to PostgreSQL", functools.partial(self._write, [message]), PG_TRANSIENT
+                )
+            except PG_PERMANENT as exc:
+                dead.append(dead_letter_for(record, _reason(exc), "unwritable"))
+                continue
+            written.append(message)
+            for user_id, version in alone.items():
+                versions[user_id] = max(version, versions.get(user_id, version))
+        return written, versions, dead
+
+    async def _send(self, dead: list[DeadLetter]) -> None:
+        """Deliver every dead letter, keyed as its record was; all of them again on a retry
+        (a repeat is told apart by its source topic, partition and offset)."""
+        deliveries = [
+            await self._dead_letters.send(
+                self._settings.topics.sink_dead_letter,
+                # The key's text: the worker keys every snapshot with a user id or a
+                # catalog key, so this is the original key.
+                key=None if letter.key is None else letter.key.encode(),
+                value=letter.model_dump_json().encode(),
+            )
+            for letter in dead
+        ]
+        await asyncio.gather(*deliveries)
+        for letter in dead:
+            log.error(
+                "dead-lettered %s[%d]@%d (%s): %s",
+                letter.source_topic,
+                letter.partition,
+                letter.offset,
+                letter.error_type,
+                letter.reason,
+            )
 
     async def _write(self, messages: list[SinkMessage]) -> dict[str, int]:
         async with self._pool.connection() as conn:

@@ -11,7 +11,11 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from progress.decode import StreamKind
 from service.config import Settings, Topics
-from streams.records import DEAD_LETTER_MAX_BYTES, SNAPSHOT_MAX_BYTES
+from streams.records import (
+    DEAD_LETTER_MAX_BYTES,
+    SINK_DEAD_LETTER_MAX_BYTES,
+    SNAPSHOT_MAX_BYTES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,8 @@ log = logging.getLogger(__name__)
 LARGE_RECORD_CONFIGS = {
     "dead_letter": {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
     "snapshots": {"max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
+    # The sink's dead letter of a snapshot carries it whole, in base64.
+    "sink_dead_letter": {"max.message.bytes": str(SINK_DEAD_LETTER_MAX_BYTES)},
 }
 
 # The worker's tables (streams/app.py). Their changelog topics are created with the others:
