@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata, TopicPartition
 from psycopg_pool import AsyncConnectionPool
@@ -35,6 +35,14 @@ from tests.integration.support import (
     wait_committed,
 )
 from tests.integration.test_sink_api import learner_snapshot, lesson_row
+from tests.integration.test_sink_erasure import (
+    comeback,
+    erasure,
+    lesson_percent,
+    rows_of,
+    send,
+    versions,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +61,17 @@ async def send_raw(
     producer: AIOKafkaProducer, settings: Settings, key: str, value: bytes
 ) -> RecordMetadata:
     return await producer.send_and_wait(settings.topics.snapshots, key=key.encode(), value=value)
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """The end offset of each partition of ``topic``: how many records it ever had."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        return await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        await consumer.stop()
 
 
 async def test_a_snapshot_postgres_can_never_take_is_dead_lettered_and_the_sink_goes_on(
@@ -145,3 +164,52 @@ async def test_a_snapshot_postgres_can_never_take_is_dead_lettered_and_the_sink_
     offsets = await committed(admin, settings.sink_group_id)
     for sent in bad.values():
         assert offsets[TopicPartition(sent.topic, sent.partition)] > sent.offset
+
+
+async def test_a_refused_batch_written_one_at_a_time_ends_in_the_rows_the_batch_would(
+    isolated_settings: Settings,
+    producer: AIOKafkaProducer,
+    admin: AIOKafkaAdminClient,
+    pg_pool: AsyncConnectionPool,
+    new_id: Callable[[str], str],
+) -> None:
+    """An erasure in a refused batch: the learner's snapshots before it are not written
+    (nor dead-lettered, though one is unwritable: the batch would have dropped it), those
+    after it are, at their new versions."""
+    settings = isolated_settings
+    await create_topics(settings, settings.topics.sink_dead_letter)
+    user, other = new_id("u"), new_id("u")
+    sent = await send(producer, settings, [learner_snapshot(user, 5, lesson_percent=50.0)])
+    sent.append(
+        await send_raw(
+            producer,
+            settings,
+            user,
+            unwritable_snapshot(user, "lesson_progress.time_spent", 10**20),
+        )
+    )
+    sent += await send(producer, settings, [erasure(user), comeback(user, 1, 10.0)])
+    # What makes PostgreSQL refuse the batch.
+    unwritable = unwritable_snapshot(other, "lesson_progress.last_position", 2**64)
+    refused = await send_raw(producer, settings, other, unwritable)
+    sent += await send(producer, settings, [comeback(user, 2, 20.0)])
+
+    sink = SinkTask(settings)
+    try:
+        await wait_committed(admin, settings.sink_group_id, [*sent, refused])
+    finally:
+        await sink.close()
+
+    rows = await rows_of(pg_pool, user)
+    assert versions(rows) == {2}
+    assert lesson_percent(rows, "l2") == 20.0
+    assert await fetch_one(
+        pg_pool, "select count(*) from user_progress where user_id = %s", other
+    ) == (0,)
+    [letter] = [
+        DeadLetter.model_validate_json(record.value)
+        for record in await consume_all(settings, settings.topics.sink_dead_letter, 1)
+    ]
+    assert (letter.key, letter.offset, letter.error_type) == (other, refused.offset, "unwritable")
+    ends = await end_offsets(settings, settings.topics.sink_dead_letter)
+    assert sum(ends.values()) == 1  # the unwritable snapshot before the erasure is not there
