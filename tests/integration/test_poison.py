@@ -27,15 +27,18 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from psycopg_pool import AsyncConnectionPool
 
 from progress.catalog import CompetencyUpdated
 from service.config import Settings
+from streams.records import HALT_EXIT_CODE, SNAPSHOT_MAX_BYTES
 from streams.topics import changelog_topic
-from tests.integration.lms import at, published_for
+from tests.integration.lms import at, course_row, eventually, published_for, when
 from tests.integration.processes import free_port
-from tests.integration.support import make_settings
+from tests.integration.support import committed, make_settings
 from tests.integration.test_faults import Cohort, Service
 from tests.oracle import Event
 
@@ -373,3 +376,68 @@ async def test_poison_among_good_events_with_a_kill_and_an_empty_restart_loses_n
 
     # gzip is not what made the big message pass: the same bytes uncompressed are refused.
     assert len(gzip.compress(original)) < 1_000_000 < len(original)
+
+
+async def test_a_record_the_broker_refuses_stops_the_worker_before_its_offset_is_committed(
+    service_under_poison: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    service = service_under_poison
+    settings = service.settings
+    t = settings.topics
+    kafka = Kafka(settings)
+    user, course = f"r{uuid4().hex[:8]}", f"r{uuid4().hex[:8]}-c"
+    await kafka.send_json(
+        t.course_updates,
+        course,
+        [
+            {
+                "id": course,
+                "updated_at": at(0),
+                "modules": [{"id": "m1", "lessons": [{"id": "l1"}, {"id": "l2"}]}],
+            }
+        ],
+    )
+    await kafka.send_json(
+        t.enrollments,
+        user,
+        [{"id": f"e-{user}", "user_id": user, "course_id": course, "enrolled_at": at(1)}],
+    )
+    await eventually(lambda: course_row(pg_pool, user, course))
+
+    # The broker now refuses every snapshot, as it refuses a record past its limit.
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await set_max_message_bytes(admin, t.snapshots, 100)
+        lesson = {
+            "type": "LessonCompleted",
+            "user_id": user,
+            "course_id": course,
+            "module_id": "m1",
+            "lesson_id": "l1",
+            "completed_at": at(2),
+        }
+        sent = Poison(t.lesson_activity, user, json.dumps(lesson).encode(), "")
+        await kafka.send([sent])
+        worker = service.processes["worker"]
+        code = await asyncio.to_thread(worker.proc.wait, 120)
+        assert code == HALT_EXIT_CODE
+        assert "stopping the worker: an effect could not be written" in worker.log_text()
+        offsets = await committed(admin, f"{settings.topic_prefix}{settings.worker_app_id}")
+        assert offsets.get(TopicPartition(sent.topic, sent.partition), 0) <= sent.offset
+        service.stop("worker")
+
+        await set_max_message_bytes(admin, t.snapshots, SNAPSHOT_MAX_BYTES)
+    finally:
+        await admin.close()
+    # A restart handles the event whose effects were not written.
+    await asyncio.to_thread(service.start, "worker")
+    row = await eventually(
+        lambda: when(course_row(pg_pool, user, course), lambda r: r["completed_lessons"] == 1)
+    )
+    assert row["percent_complete"] == 50
+
+
+async def set_max_message_bytes(admin: AIOKafkaAdminClient, topic: str, size: int) -> None:
+    config = {"max.message.bytes": str(size)}
+    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=config)])
