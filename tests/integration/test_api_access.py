@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,6 +21,7 @@ from service.config import Settings
 from tests.integration.processes import free_port
 from tests.integration.support import TEST_JWT_KEY, Http, make_settings
 from tests.integration.test_sink_api import learner_snapshot
+from tests.unit.test_auth import EC_PRIVATE, EC_PUBLIC, RSA_PRIVATE, RSA_PUBLIC
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +199,41 @@ async def test_what_aiohttp_refuses_before_routing_is_answered_as_json(served: s
         "error": "bad_request",
         "detail": "the request is not valid HTTP/1.1",
     }
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+async def test_asymmetric_tokens_are_accepted_and_an_hmac_made_with_the_public_key_is_401(
+    settings: Settings, learner: str, algorithm: str
+) -> None:
+    private, public = (RSA_PRIVATE, RSA_PUBLIC) if algorithm == "RS256" else (EC_PRIVATE, EC_PUBLIC)
+    own = settings.model_copy(update={"api_jwt_key": public, "api_jwt_algorithms": algorithm})
+    client = TestClient(TestServer(create_app(own)))
+    await client.start_server()
+    try:
+        signed = mint_token(private, learner, algorithm=algorithm)
+        path = f"/users/{learner}/progress"
+        good = await client.get(path, headers={"Authorization": f"Bearer {signed}"})
+        assert good.status == 200
+        assert (await good.json())["user_id"] == learner
+        # Algorithm confusion: the public key's text as an HMAC secret.
+        forged = _hmac_token(public, learner)
+        refused = await client.get(path, headers={"Authorization": f"Bearer {forged}"})
+        assert refused.status == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert (await refused.json())["error"] == "unauthorized"
+    finally:
+        await client.close()
+
+
+def _hmac_token(secret: str, subject: str) -> str:
+    """An HS256 token signed with ``secret`` by hand: PyJWT itself refuses a PEM key as an
+    HMAC secret, which is not what an attacker would use."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": subject, "role": "learner", "exp": int(datetime.now(UTC).timestamp()) + 600}
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{b64(signature)}"

@@ -30,6 +30,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from progress.catalog import CompetencyUpdated
@@ -182,6 +183,20 @@ class Kafka:
             await consumer.stop()
 
 
+async def catalog_rows(pool: AsyncConnectionPool, table: str, ids: list[str]) -> None:
+    """Until the sink wrote every one of ``ids`` to the catalog ``table``."""
+
+    async def all_there() -> bool:
+        async with pool.connection() as conn:
+            query = sql.SQL("select count(*) from {} where id = any(%s)").format(
+                sql.Identifier(table)
+            )
+            row = await (await conn.execute(query, (ids,))).fetchone()
+        return row is not None and row[0] == len(ids)
+
+    await eventually(all_there)
+
+
 async def dead_letters_of(kafka: Kafka, within: float = 120.0, **wanted: Poison) -> dict:
     """The dead letter of each poison message, by name, once all have arrived."""
     deadline = asyncio.get_running_loop().time() + within
@@ -274,7 +289,24 @@ async def test_poison_among_good_events_with_a_kill_and_an_empty_restart_loses_n
         ],
     )
 
+    # A large course that changes often: six structures of some 230 KB each, kept for
+    # completion by the structure of its time, together past a Kafka record.
+    big = f"{prefix}big"
+    for n in range(6):
+        lessons = [{"id": f"l{i}", "title": "t" * 1_000} for i in range(200 + n)]
+        await kafka.send_json(
+            t.course_updates,
+            big,
+            [{"id": big, "updated_at": at(n), "modules": [{"id": "m1", "lessons": lessons}]}],
+        )
+
+    # The catalogs first, as an LMS publishes them before the activity they describe: a
+    # competency acquired before its entry arrived would be named by its id.
     events = cohort.arrivals
+    await cohort.send(events[:3])
+    competencies = [f"{cohort.prefix}k1", *(e["id"] for e in others)]
+    await catalog_rows(pg_pool, "competencies", competencies)
+
     half = len(events) // 2
     await cohort.send(events[:half])
     await kafka.send(poison["numbers"])
@@ -338,6 +370,26 @@ async def test_poison_among_good_events_with_a_kill_and_an_empty_restart_loses_n
         ],
     )
     await cohort.send(events[half:])
+    learner = f"{prefix}learner"
+    await kafka.send_json(
+        t.enrollments,
+        learner,
+        [{"id": f"e-{learner}", "user_id": learner, "course_id": big, "enrolled_at": at(10)}],
+    )
+    await kafka.send_json(
+        t.lesson_activity,
+        learner,
+        [
+            {
+                "type": "LessonCompleted",
+                "user_id": learner,
+                "course_id": big,
+                "module_id": "m1",
+                "lesson_id": "l0",
+                "completed_at": at(11),
+            }
+        ],
+    )
 
     # Every good event counted: PostgreSQL holds the oracle's rows, once-events published.
     await cohort.converged(pg_pool)
@@ -368,6 +420,11 @@ async def test_poison_among_good_events_with_a_kill_and_an_empty_restart_loses_n
         )
         kept = dict(await cur.fetchall())
     assert kept == texts
+
+    # The course as its newest structure has it, recovered from the changelog.
+    row = await course_row(pg_pool, learner, big)
+    assert row is not None
+    assert (row["total_lessons"], row["completed_lessons"]) == (205, 1)
 
     # Two erasures, two ids.
     erasures = await published_for(settings, t.learner_erased, {erased})
