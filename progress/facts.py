@@ -38,6 +38,7 @@ from progress.state import (
     ResponseState,
     StructureVersion,
     SubmissionState,
+    content_digest,
 )
 
 
@@ -142,6 +143,16 @@ def merge_course_update(known: KnownCourse | None, event: CourseUpdated) -> Know
     return known.model_copy(update=update) if update else known
 
 
+def answer_digest(event: QuizQuestionAnswered) -> str:
+    """What a kept answer remembers of the answer itself (``ResponseState.answer_digest``)."""
+    return content_digest(event.selected_options, event.text_response)
+
+
+def submission_digest(event: AssignmentContent) -> str:
+    """What kept content remembers of the content (``SubmissionState.content_digest``)."""
+    return content_digest(event.text_content, event.file_url, event.link_url)
+
+
 def merge_quiz_event(attempt: AttemptState | None, event: QuizEventT) -> AttemptState:
     """Answers keep the latest by answer time; the earliest submission counts; an attempt
     that was submitted is never abandoned, whatever order the two arrive in."""
@@ -167,8 +178,7 @@ def merge_quiz_event(attempt: AttemptState | None, event: QuizEventT) -> Attempt
         if held is None or (at, event.event_id or "") > (held.answered_at, held.answer_id):
             response = ResponseState(
                 question_id=event.question_id,
-                selected_options=event.selected_options,
-                text_response=event.text_response,
+                answer_digest=answer_digest(event),
                 correct=event.correct,
                 credit=event.credit,
                 time_spent=event.time_spent,
@@ -215,9 +225,7 @@ def merge_assignment_event(
         if at >= submission.content_at:
             update.update(
                 submission_type=event.submission_type,
-                text_content=event.text_content,
-                file_url=event.file_url,
-                link_url=event.link_url,
+                content_digest=submission_digest(event),
                 content_at=at,
             )
         if isinstance(event, AssignmentSubmissionReceived):
@@ -228,7 +236,7 @@ def merge_assignment_event(
             update["grade"] = GradeState(
                 score=event.score,
                 max_score=event.max_score,
-                feedback=event.feedback,
+                feedback_digest=content_digest(event.feedback),
                 graded_by=event.graded_by,
                 graded_at=at,
             )

@@ -11,15 +11,21 @@ Rules (docs/events.md repeats them):
   submitted (``completion: submitted``); an assignment when a submission was submitted
   (``completion: submitted``, the default) or graded at or above ``pass_ratio`` of its max
   score (``completion: graded``). Its completion time is the earliest that qualifies.
+
+Rows carry an answer's options and text, a submission's content and a grade's feedback only
+when they are known (see ``progress.models``): empty, or carried by the event being handled
+with the digest the state kept. Otherwise they are None, "unchanged".
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from progress.events import AssignmentContent, AssignmentGraded, ConsumedEvent, QuizQuestionAnswered
+from progress.facts import answer_digest, submission_digest
 from progress.models import AssignmentSubmission, QuizAttempt, QuizQuestionResponse
 from progress.schema import stable_id
-from progress.state import AttemptState, CourseState, SubmissionState
+from progress.state import AttemptState, CourseState, SubmissionState, content_digest
 from progress.structure import DEFAULT_PASS_MARK, AssignmentDef, CourseStructure, QuizDef
 
 
@@ -86,8 +92,10 @@ def attempt_rows(
     course: CourseState,
     structure: CourseStructure | None,
     quiz_id: str,
+    event: ConsumedEvent | None = None,
 ) -> tuple[list[QuizAttempt], list[QuizQuestionResponse]]:
-    """Rows of every attempt at one quiz (their numbers depend on each other)."""
+    """Rows of every attempt at one quiz (their numbers depend on each other). ``event``:
+    the one being handled, whose answer its response row carries if it is the one kept."""
     quiz = structure.quiz(quiz_id) if structure else None
     pass_mark = quiz.pass_mark if quiz else DEFAULT_PASS_MARK
     attempts = sorted(
@@ -96,6 +104,8 @@ def attempt_rows(
     )
     rows: list[QuizAttempt] = []
     responses: list[QuizQuestionResponse] = []
+    answer = event if isinstance(event, QuizQuestionAnswered) else None
+    digest = answer_digest(answer) if answer is not None else ""
     for number, (attempt_id, a) in enumerate(attempts, 1):
         row_id = stable_id("quiz_attempt", user_id, attempt_id)
         answered = len(a.responses)
@@ -127,6 +137,16 @@ def attempt_rows(
             )
         )
         for question_id, r in sorted(a.responses.items()):
+            options: list[str] | None = None
+            text: str | None = None
+            if not r.answer_digest:
+                options, text = [], ""
+            elif (
+                answer is not None
+                and (answer.attempt_id, answer.question_id) == (attempt_id, question_id)
+                and digest == r.answer_digest
+            ):
+                options, text = list(answer.selected_options), answer.text_response
             responses.append(
                 QuizQuestionResponse(
                     id=stable_id("quiz_question_response", user_id, attempt_id, question_id),
@@ -134,8 +154,8 @@ def attempt_rows(
                     version=version,
                     quiz_attempt_id=row_id,
                     question_id=question_id,
-                    selected_options=list(r.selected_options),
-                    text_response=r.text_response,
+                    selected_options=options,
+                    text_response=text,
                     correct=r.correct,
                     score=r.credit,
                     time_spent=r.time_spent,
@@ -153,11 +173,32 @@ def submission_row(
     submission_id: str,
     s: SubmissionState,
     structure: CourseStructure | None,
+    event: ConsumedEvent | None = None,
 ) -> AssignmentSubmission:
+    """The submission's row. ``event``: the one being handled, whose content (or feedback)
+    the row carries if it is the one kept."""
     assignment = structure.assignment(s.assignment_id) if structure else None
     default_max = assignment.max_score if assignment else 100.0
     grade = s.grade
     status = "graded" if grade else "submitted" if s.submitted_at else "draft"
+    content: tuple[str | None, str | None, str | None] = (None, None, None)
+    if not s.content_digest:
+        content = ("", "", "")
+    elif (
+        isinstance(event, AssignmentContent)
+        and event.submission_id == submission_id
+        and submission_digest(event) == s.content_digest
+    ):
+        content = (event.text_content, event.file_url, event.link_url)
+    feedback: str | None = None
+    if grade is None or not grade.feedback_digest:
+        feedback = ""
+    elif (
+        isinstance(event, AssignmentGraded)
+        and event.submission_id == submission_id
+        and content_digest(event.feedback) == grade.feedback_digest
+    ):
+        feedback = event.feedback
     return AssignmentSubmission(
         id=stable_id("assignment_submission", user_id, submission_id),
         user_id=user_id,
@@ -168,12 +209,12 @@ def submission_row(
         assignment_id=s.assignment_id,
         status=status,
         submission_type=s.submission_type,  # type: ignore[arg-type]
-        text_content=s.text_content,
-        file_url=s.file_url,
-        link_url=s.link_url,
+        text_content=content[0],
+        file_url=content[1],
+        link_url=content[2],
         score=grade.score if grade else None,
         max_score=(grade.max_score if grade and grade.max_score else default_max),
-        feedback=grade.feedback if grade else "",
+        feedback=feedback,
         graded_by=grade.graded_by if grade else "",
         submitted_at=s.submitted_at,
         graded_at=grade.graded_at if grade else None,

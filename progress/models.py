@@ -5,12 +5,17 @@ Times are event time, not wall-clock time, so replaying the same events derives 
 rows; a time the seed gives as a Go zero value is ``None`` here until it happened.
 Per-learner rows carry ``version``: the learner's state version that derived them. The sink
 never lets a row of a lower version overwrite a higher one.
+
+Bulky content (an answer's options and text, a submission's text and URLs, a grade's
+feedback) is not kept in the worker's state, only a digest of it: such a field (``unchanged``)
+is filled only in the snapshot of an event that carried the content kept (or when the content
+is empty); elsewhere it is ``None``, "unchanged": the sink keeps the stored value.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from progress.schema import OutputModel
 
@@ -21,6 +26,8 @@ class Row(OutputModel):
     """A row of one table, keyed by ``id`` (deterministic: see ``schema.stable_id``)."""
 
     table: ClassVar[str]
+    # Fields that may be None, "unchanged": the newest value offered for them is kept.
+    unchanged: ClassVar[tuple[str, ...]] = ()
     id: str
 
 
@@ -127,10 +134,11 @@ class QuizAttempt(VersionedRow):
 
 class QuizQuestionResponse(VersionedRow):
     table: ClassVar[str] = "quiz_question_responses"
+    unchanged: ClassVar[tuple[str, ...]] = ("selected_options", "text_response")
     quiz_attempt_id: str
     question_id: str
-    selected_options: list[str]
-    text_response: str
+    selected_options: list[str] | None
+    text_response: str | None
     correct: bool
     score: float
     time_spent: int
@@ -140,18 +148,19 @@ class QuizQuestionResponse(VersionedRow):
 
 class AssignmentSubmission(VersionedRow):
     table: ClassVar[str] = "assignment_submissions"
+    unchanged: ClassVar[tuple[str, ...]] = ("text_content", "file_url", "link_url", "feedback")
     course_id: str
     module_id: str
     lesson_id: str
     assignment_id: str
     status: Literal["draft", "submitted", "graded"]
     submission_type: Literal["text", "file", "link"]
-    text_content: str
-    file_url: str
-    link_url: str
+    text_content: str | None
+    file_url: str | None
+    link_url: str | None
     score: float | None
     max_score: float
-    feedback: str
+    feedback: str | None
     graded_by: str
     submitted_at: datetime | None
     graded_at: datetime | None
@@ -228,6 +237,21 @@ class UserAchievement(VersionedRow):
     earned_at: datetime
     created_at: datetime
     updated_at: datetime
+
+
+RowT = TypeVar("RowT", bound=Row)
+
+
+def fill_unchanged(row: RowT, earlier: Row) -> RowT:
+    """``row`` with each ``unchanged`` field it leaves None taken from ``earlier``, a row
+    of the same id at the same or a lower version, offered before it. Content only changes
+    with an event that carries it, so the last content offered is still the content."""
+    missing = {
+        name: getattr(earlier, name)
+        for name in row.unchanged
+        if getattr(row, name) is None and getattr(earlier, name) is not None
+    }
+    return row.model_copy(update=missing) if missing else row
 
 
 ALL_ROW_MODELS: tuple[type[Row], ...] = (

@@ -85,6 +85,8 @@ class _Touched:
     submissions: list[str] | None = field(default_factory=list)
     module_id: str = ""  # the item that caused the change, for ProgressUpdated
     item_id: str = ""
+    # The event, whose bulky content (not kept in the state) its item's rows carry.
+    event: QuizEventT | AssignmentEventT | None = None
 
 
 _ALL = _Touched(lessons=None, quizzes=None, submissions=None)
@@ -122,7 +124,9 @@ def on_quiz_activity(
     attempt = merge_quiz_event(course.quiz_attempts.get(event.attempt_id), event)
     attempts = {**course.quiz_attempts, event.attempt_id: attempt}
     course = course.model_copy(update={"quiz_attempts": attempts})
-    touched = _Touched(quizzes=[event.quiz_id], module_id=event.module_id, item_id=event.quiz_id)
+    touched = _Touched(
+        quizzes=[event.quiz_id], module_id=event.module_id, item_id=event.quiz_id, event=event
+    )
     focus = (event.course_id, course, known)
     return _conclude(state, base, catalog, event.event_time, focus, touched)
 
@@ -135,7 +139,10 @@ def on_assignment_activity(
     submissions = {**course.submissions, event.submission_id: submission}
     course = course.model_copy(update={"submissions": submissions})
     touched = _Touched(
-        submissions=[event.submission_id], module_id=event.module_id, item_id=event.assignment_id
+        submissions=[event.submission_id],
+        module_id=event.module_id,
+        item_id=event.assignment_id,
+        event=event,
     )
     focus = (event.course_id, course, known)
     return _conclude(state, base, catalog, event.event_time, focus, touched)
@@ -370,7 +377,13 @@ def _snapshot(
             quizzes = sorted({a.quiz_id for a in course.quiz_attempts.values()})
         for quiz_id in quizzes:
             attempts, responses = attempt_rows(
-                state.user_id, state.version, course_id, course, structure, quiz_id
+                state.user_id,
+                state.version,
+                course_id,
+                course,
+                structure,
+                quiz_id,
+                touched.event,
             )
             parts["quiz_attempts"] += attempts
             parts["quiz_question_responses"] += responses
@@ -379,7 +392,13 @@ def _snapshot(
             submissions = sorted(course.submissions)
         parts["assignment_submissions"] += [
             submission_row(
-                state.user_id, state.version, course_id, sid, course.submissions[sid], structure
+                state.user_id,
+                state.version,
+                course_id,
+                sid,
+                course.submissions[sid],
+                structure,
+                touched.event,
             )
             for sid in submissions
         ]

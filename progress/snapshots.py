@@ -31,6 +31,7 @@ from progress.models import (
     UserCompetency,
     UserProgress,
     VersionedRow,
+    fill_unchanged,
 )
 from progress.schema import OutputModel
 
@@ -98,7 +99,9 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     ``_RETRACT_LEARNER_WIDE``) come out the same too: each snapshot sends them whole, at its
     own version, so the rows of a set that a later snapshot left out are older than its
     parent row in the merge, and are removed as they would have been. A competency row
-    carries its evidence, which therefore goes with the newest competency row.
+    carries its evidence, which therefore goes with the newest competency row. A row kept
+    with an ``unchanged`` field None takes it from the row it replaced or tied with
+    (``models.fill_unchanged``), as the sink would keep the stored value.
     """
     if len(snapshots) == 1:
         return snapshots[0]
@@ -116,8 +119,12 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
             kept = newest[name]
             for row in getattr(snapshot, name):
                 held = kept.get(row.id)
-                if held is None or row.version > held.version:
+                if held is None:
                     kept[row.id] = row
+                elif row.version > held.version:
+                    kept[row.id] = fill_unchanged(row, held)
+                elif row.version == held.version:
+                    kept[row.id] = fill_unchanged(held, row)
     return Snapshot(
         user_id=first.user_id,
         version=version,

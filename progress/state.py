@@ -8,9 +8,12 @@ notice when a derivation changed and to sum a learner's courses without re-readi
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from progress.models import ProgressStatus
 from progress.structure import CourseStructure
@@ -18,6 +21,28 @@ from progress.structure import CourseStructure
 
 class StateModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def content_digest(*parts: str | tuple[str, ...] | list[str]) -> str:
+    """A short fingerprint of bulky content the state does not keep: "" when every part is
+    empty (the content is known without its event), else 32 hex digits of the SHA-256 of the
+    parts as JSON. Equal content gives an equal digest, so a repeated event changes nothing;
+    other content gives another, so the state (and its version) changes."""
+    if not any(parts):
+        return ""
+    # ASCII JSON: any string encodes (lone surrogates included), lists and tuples alike.
+    encoded = json.dumps(list(parts), separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+def _digest_old_fields(data: Any, fields: tuple[str, ...], digest: str) -> Any:
+    """States written before the bulky fields left the state: their content, as its digest.
+    Keeps existing changelogs loading into the models (``extra="forbid"``)."""
+    if isinstance(data, dict) and any(name in data for name in fields):
+        parts = [data.get(name, "") for name in fields]
+        data = {name: value for name, value in data.items() if name not in fields}
+        data[digest] = content_digest(*parts)
+    return data
 
 
 class LessonState(StateModel):
@@ -33,14 +58,20 @@ class LessonState(StateModel):
 
 class ResponseState(StateModel):
     question_id: str
-    selected_options: tuple[str, ...]
-    text_response: str
+    # Of (selected_options, text_response): the answer itself only passes through to its
+    # row (``items.attempt_rows``); the rules need its correctness and credit.
+    answer_digest: str = ""
     correct: bool
     credit: float  # 0..1 of the question's credit
     time_spent: int
     answered_at: datetime  # of the answer kept: the latest
     answer_id: str  # its event id, to break ties on time
     first_answered_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_answer(cls, data: Any) -> Any:
+        return _digest_old_fields(data, ("selected_options", "text_response"), "answer_digest")
 
 
 class AttemptState(StateModel):
@@ -61,9 +92,18 @@ class AttemptState(StateModel):
 class GradeState(StateModel):
     score: float
     max_score: float | None
-    feedback: str
+    feedback_digest: str = ""  # of the feedback, which passes through to the row
     graded_by: str
     graded_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_feedback(cls, data: Any) -> Any:
+        return _digest_old_fields(data, ("feedback",), "feedback_digest")
+
+
+# The parts of a submission's content, in the order its digest takes them.
+SUBMISSION_CONTENT = ("text_content", "file_url", "link_url")
 
 
 class SubmissionState(StateModel):
@@ -73,13 +113,18 @@ class SubmissionState(StateModel):
     first_seen_at: datetime
     last_activity_at: datetime
     submission_type: str
-    text_content: str = ""
-    file_url: str = ""
-    link_url: str = ""
+    # Of (text_content, file_url, link_url): the content passes through to the row
+    # (``items.submission_row``), only its digest is kept, so the state stays small.
+    content_digest: str = ""
     content_at: datetime  # the content kept is the latest saved or submitted
     submitted_at: datetime | None = None  # earliest submission
     grade: GradeState | None = None  # latest grade: a regrade replaces it
     announced: bool = False  # AssignmentSubmitted published
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_content(cls, data: Any) -> Any:
+        return _digest_old_fields(data, SUBMISSION_CONTENT, "content_digest")
 
 
 class EvidenceFact(StateModel):

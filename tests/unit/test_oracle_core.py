@@ -43,7 +43,7 @@ from progress.events import (
 )
 from progress.facts import merge_course_update
 from progress.learner import Catalog
-from progress.models import ModuleProgress, Row, VersionedRow
+from progress.models import ModuleProgress, Row, VersionedRow, fill_unchanged
 from progress.outcomes import (
     Outcome,
     on_assignment_activity,
@@ -163,8 +163,12 @@ class Core:
             key = (row.table, row.id)
             kept = self.rows.get(key)
             assert isinstance(row, VersionedRow)
-            if kept is None or row.version > kept.version:  # type: ignore[attr-defined]
-                self.rows[key] = row
+            # As the sink: an ``unchanged`` field left None keeps the stored value (a row
+            # not stored yet takes the empty one).
+            if kept is None:
+                self.rows[key] = row.model_copy(update=_empties(row))
+            elif row.version > kept.version:  # type: ignore[attr-defined]
+                self.rows[key] = fill_unchanged(row, kept)
         for course in snapshot.course_progress:  # the sink retires modules no longer there
             current = {
                 m.module_id for m in snapshot.module_progress if m.course_id == course.course_id
@@ -186,6 +190,15 @@ class Core:
                 and row.version < newest.version  # type: ignore[attr-defined]
             ):
                 del self.rows[key]
+
+
+def _empties(row: Row) -> dict[str, Any]:
+    """The values the sink stores for a new row's ``unchanged`` fields left None."""
+    return {
+        name: [] if name == "selected_options" else ""
+        for name in row.unchanged
+        if getattr(row, name) is None
+    }
 
 
 def run_core(arrivals: tuple[Event, ...] | list[Event]) -> Core:
