@@ -108,7 +108,7 @@ async def per_row_seconds(url: str, rows: Sequence[Row]) -> float:
         for row in rows:
             upsert = ROW_UPSERTS[type(row)]
             await conn.execute(
-                upsert.statement, tuple(getattr(row, column) for column in upsert.columns)
+                upsert.statement, tuple(getattr(row, name) for name in upsert.params)
             )
         return time.perf_counter() - started
 

@@ -133,6 +133,44 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     )
 
 
+# Below the broker's default limit on a record (message.max.bytes, 1 MiB and 12 bytes), with
+# room for the key and the record's framing.
+MAX_SNAPSHOT_BYTES = 1_000_000
+
+
+def merge_within(snapshots: Sequence[Snapshot], max_bytes: int = MAX_SNAPSHOT_BYTES) -> list[bytes]:
+    """The snapshots, given in the order they were made, merged and encoded as messages of at
+    most ``max_bytes`` each where the snapshots allow it: one, as ``merge``, if it fits;
+    else merged by consecutive runs. Bulky content travels only in the snapshot of its event,
+    so a batch of a learner's bulky events can pass the limit merged and not apart.
+
+    Written in order, the runs leave PostgreSQL as the one merge would (``merge``). A run's
+    merge is never larger than its snapshots apart, so a snapshot over the limit on its own
+    is the only message over it.
+    """
+    whole = merge(snapshots).model_dump_json().encode()
+    if len(whole) <= max_bytes or len(snapshots) == 1:
+        return [whole]
+    messages: list[bytes] = []
+    run: list[tuple[Snapshot, bytes]] = []
+    size = 0
+    for snapshot in snapshots:
+        encoded = snapshot.model_dump_json().encode()
+        if run and size + len(encoded) > max_bytes:
+            messages.append(_encoded_run(run))
+            run, size = [], 0
+        run.append((snapshot, encoded))
+        size += len(encoded)
+    messages.append(_encoded_run(run))
+    return messages
+
+
+def _encoded_run(run: list[tuple[Snapshot, bytes]]) -> bytes:
+    if len(run) == 1:
+        return run[0][1]
+    return merge([snapshot for snapshot, _ in run]).model_dump_json().encode()
+
+
 class Erasure(OutputModel):
     """On ``progress.snapshots`` keyed by user_id: delete every row of this learner, in
     order with the learner's snapshots (same key, same partition)."""

@@ -70,6 +70,7 @@ from progress.models import (
     UserCompetency,
     UserProgress,
     VersionedRow,
+    fill_unchanged,
 )
 from progress.snapshots import Erasure, Snapshot
 
@@ -95,11 +96,17 @@ def _assignments(columns: Iterable[str]) -> list[sql.Composable]:
     ]
 
 
-def _insert(table: str, columns: Sequence[str], *, deleted: bool | None = None) -> sql.Composed:
-    """``insert into table (columns) values (%s, ...)``; with ``deleted`` (catalog tables),
-    that column too, as a constant."""
+def _insert(
+    table: str,
+    columns: Sequence[str],
+    *,
+    deleted: bool | None = None,
+    values: Sequence[sql.Composable] | None = None,
+) -> sql.Composed:
+    """``insert into table (columns) values (%s, ...)``, or the ``values`` given; with
+    ``deleted`` (catalog tables), that column too, as a constant."""
     names: list[sql.Composable] = [sql.Identifier(column) for column in columns]
-    values: list[sql.Composable] = [sql.Placeholder()] * len(columns)
+    values = list(values) if values is not None else [sql.Placeholder()] * len(columns)
     if deleted is not None:
         names.append(sql.Identifier("deleted"))
         values.append(sql.Literal(deleted))
@@ -121,23 +128,59 @@ def _on_conflict(model: type[Row], columns: Sequence[str]) -> sql.Composed:
     ).format(updates=sql.SQL(", ").join(updates), table=sql.Identifier(model.table), guard=guard)
 
 
+# The value an ``unchanged`` column of a row not stored yet takes when the row leaves it None
+# (its content was never offered, e.g. its snapshot was dead-lettered): the columns are not
+# null, and the sink must go on.
+_EMPTY: Mapping[str, sql.Composable] = MappingProxyType(
+    {"selected_options": sql.SQL("'{}'::text[]")}
+)
+
+
+def _kept_or_stored(
+    model: type[Row], column: str, value: sql.Composable, row_id: sql.Composable
+) -> sql.Composable:
+    """A column's value in an upsert. For an ``unchanged`` column (``Row.unchanged``) left
+    None: the stored row's value, which the update then writes back, so None keeps it.
+
+    The stored value is read in the statement's snapshot, before the row is locked. That is
+    the value at the update too: a row is only written concurrently by two sinks during a
+    rebalance, and both then hold the snapshots since the last committed offset, which
+    carry any content stored since."""
+    if column not in model.unchanged:
+        return value
+    return sql.SQL(
+        "coalesce({value}, (select x.{column} from {table} x where x.id = {row_id}), {empty})"
+    ).format(
+        value=value,
+        column=sql.Identifier(column),
+        table=sql.Identifier(model.table),
+        row_id=row_id,
+        empty=_EMPTY.get(column, sql.Literal("")),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Upsert:
-    columns: tuple[str, ...]
+    # The row's attributes that the statement's parameters take, in order.
+    params: tuple[str, ...]
     statement: sql.Composed
+
+
+def _row_upsert(model: type[Row]) -> Upsert:
+    columns = table_columns(model)
+    params: list[str] = []
+    values: list[sql.Composable] = []
+    for column in columns:
+        values.append(_kept_or_stored(model, column, sql.Placeholder(), sql.Placeholder()))
+        params += [column, "id"] if column in model.unchanged else [column]
+    statement = _insert(model.table, columns, values=values) + _on_conflict(model, columns)
+    return Upsert(params=tuple(params), statement=statement)
 
 
 # One row per statement, with the batch's guard: not how the sink writes (see _Staged), but
 # the baseline bench/sink_rows.py measures the batching against.
 ROW_UPSERTS: Mapping[type[Row], Upsert] = MappingProxyType(
-    {
-        model: Upsert(
-            columns=table_columns(model),
-            statement=_insert(model.table, table_columns(model))
-            + _on_conflict(model, table_columns(model)),
-        )
-        for model in ALL_ROW_MODELS
-    }
+    {model: _row_upsert(model) for model in ALL_ROW_MODELS}
 )
 
 
@@ -159,6 +202,10 @@ def _build_staged(model: type[Row]) -> _Staged:
     table = sql.Identifier(model.table)
     stage = sql.Identifier(f"stage_{model.table}")
     names = sql.SQL(", ").join(sql.Identifier(column) for column in columns)
+    selected = sql.SQL(", ").join(
+        _kept_or_stored(model, column, sql.Identifier("s", column), sql.Identifier("s", "id"))
+        for column in columns
+    )
     return _Staged(
         columns=columns,
         values=attrgetter(*columns),
@@ -170,8 +217,8 @@ def _build_staged(model: type[Row]) -> _Staged:
         ),
         # Ordered by id: the lock order that keeps two overlapping sinks from deadlocking.
         merge=sql.SQL(
-            "insert into {table} ({names}) select {names} from {stage} order by id"
-        ).format(table=table, names=names, stage=stage)
+            "insert into {table} ({names}) select {selected} from {stage} s order by s.id"
+        ).format(table=table, names=names, selected=selected, stage=stage)
         + _on_conflict(model, columns),
     )
 
@@ -316,7 +363,9 @@ def catalog_row(snapshot: CatalogSnapshot) -> CatalogRow:
 def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[VersionedRow]]:
     """The newest row per (table, id) across the snapshots, grouped by model.
 
-    On a tie the first one seen is kept, as PostgreSQL keeps the stored row on a tie.
+    On a tie the first one seen is kept, as PostgreSQL keeps the stored row on a tie. A kept
+    row's ``unchanged`` fields left None are taken from the row it replaced or tied with
+    (``fill_unchanged``), as the merge would keep the stored value (``_kept_or_stored``).
     """
     newest: dict[type[Row], dict[str, VersionedRow]] = {}
     for snapshot in snapshots:
@@ -328,8 +377,12 @@ def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[VersionedRow
             if by_id is None:
                 by_id = newest[type(row)] = {}
             kept = by_id.get(row.id)
-            if kept is None or row.version > kept.version:
+            if kept is None:
                 by_id[row.id] = row
+            elif row.version > kept.version:
+                by_id[row.id] = fill_unchanged(row, kept) if row.unchanged else row
+            elif row.version == kept.version and row.unchanged:
+                by_id[row.id] = fill_unchanged(kept, row)
     return {model: list(by_id.values()) for model, by_id in newest.items()}
 
 

@@ -12,7 +12,8 @@ makes a crash at any point safe:
    learner and batch however many of its events the batch held;
 3. then the snapshots are sent: one per learner, merging those of its events in order
    (``progress.snapshots.merge``: the sink ends with the same rows), in the order of each
-   learner's first event.
+   learner's first event; several, each a merge of a run of them, when one would pass the
+   broker's limit on a record (``progress.snapshots.merge_within``).
 Within a batch, a learner's next event sees the state its previous one left (held in memory
 until step 2). Faust acks the batch's events, and so may commit their offsets, only after
 ``handle_batch`` returned, and flushes the producer before it commits, so a crash before the
@@ -68,12 +69,11 @@ from progress.outcomes import (
     on_profile,
     on_quiz_activity,
 )
-from progress.snapshots import Erasure, Snapshot, merge
+from progress.snapshots import Erasure, Snapshot, merge_within
 from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 from streams.records import (
-    SNAPSHOT_MAX_BYTES,
     TABLE_VALUE_MAX_BYTES,
     EffectsFailed,
     Records,
@@ -207,16 +207,10 @@ class LearnerStream:
         snapshots, self._snapshots = self._snapshots, {}
         sent: list[Awaitable[Any]] = []
         for user_id, made in snapshots.items():
-            key = user_id.encode()
-            value = merge(made).model_dump_json().encode()
-            if len(value) <= SNAPSHOT_MAX_BYTES:
-                sent.append(await self.records.send(self.snapshots, key, value))
-                continue
-            # Merged, the batch's snapshots of one learner would pass the topic's limit:
-            # sent one by one they hold the same rows (the sink merges them again).
-            for one in made:
-                part = one.model_dump_json().encode()
-                sent.append(await self.records.send(self.snapshots, key, part))
+            # Merged by runs when one merge would pass the broker's default record limit; the
+            # snapshot topic takes a single larger snapshot (streams/records.py).
+            for value in merge_within(made):
+                sent.append(await self.records.send(self.snapshots, user_id.encode(), value))
         await delivered(sent)
 
     async def handle(self, message: Message) -> None:
