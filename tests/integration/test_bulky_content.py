@@ -1,0 +1,220 @@
+"""Bulky content (submission text, answers, feedback) on the real stack: it passes through the
+worker's snapshots to PostgreSQL without being kept in the learner's state, and a row that a
+later snapshot leaves unchanged (None) keeps it (issue 10, point 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from psycopg_pool import AsyncConnectionPool
+
+from progress.models import AssignmentSubmission, QuizQuestionResponse, UserProgress
+from progress.schema import stable_id
+from progress.snapshots import Snapshot
+from service.config import Settings
+from sinks.postgres import ROW_UPSERTS, write_snapshots
+from tests.integration.lms import Lms, at, eventually
+from tests.integration.support import fetch_all, fetch_one
+
+pytestmark = pytest.mark.integration
+
+TEXT = "x" * 176_000  # six of them: over the broker's 1 MiB limit on a record together
+
+
+def snapshot(
+    user: str, version: int, *, text: str | None, options: list[str] | None, answer: str | None
+) -> Snapshot:
+    """A learner with one submission and one answer, their content as given."""
+    common: dict[str, Any] = {"user_id": user, "version": version, "updated_at": at(version)}
+    return Snapshot(
+        user_id=user,
+        version=version,
+        user_progress=UserProgress(
+            id=stable_id("user_progress", user),
+            total_courses=1,
+            completed_courses=0,
+            in_progress_courses=1,
+            total_lessons=0,
+            completed_lessons=0,
+            total_quizzes=1,
+            completed_quizzes=0,
+            total_assignments=1,
+            completed_assignments=0,
+            total_points=0,
+            last_activity_at=at(version),
+            created_at=at(0),
+            **common,
+        ),
+        assignment_submissions=(
+            AssignmentSubmission(
+                id=stable_id("assignment_submission", user, "s1"),
+                course_id="c1",
+                module_id="m1",
+                lesson_id="",
+                assignment_id="a1",
+                status="submitted",
+                submission_type="text",
+                text_content=text,
+                file_url=None if text is None else "",
+                link_url=None if text is None else "",
+                score=None,
+                max_score=100.0,
+                feedback=None if text is None else "",
+                graded_by="",
+                submitted_at=at(1),
+                graded_at=None,
+                created_at=at(1),
+                **common,
+            ),
+        ),
+        quiz_question_responses=(
+            QuizQuestionResponse(
+                id=stable_id("quiz_question_response", user, "t1", "q1"),
+                quiz_attempt_id=stable_id("quiz_attempt", user, "t1"),
+                question_id="q1",
+                selected_options=options,
+                text_response=answer,
+                correct=True,
+                score=1.0,
+                time_spent=3,
+                created_at=at(1),
+                **common,
+            ),
+        ),
+    )
+
+
+async def stored(pool: AsyncConnectionPool, user: str) -> tuple[Any, ...]:
+    submission = await fetch_one(
+        pool,
+        "select version, text_content, feedback from assignment_submissions where user_id = %s",
+        user,
+    )
+    answer = await fetch_one(
+        pool,
+        "select version, selected_options, text_response from quiz_question_responses"
+        " where user_id = %s",
+        user,
+    )
+    return (*submission, *answer)
+
+
+async def test_the_writer_keeps_stored_content_for_rows_that_leave_it_unchanged(
+    pg_pool: AsyncConnectionPool, new_id: Callable[[str], str]
+) -> None:
+    user = new_id("u")
+    kept = {"text": TEXT, "options": ["a", "b"], "answer": "why"}
+    unchanged: dict[str, Any] = {"text": None, "options": None, "answer": None}
+    async with pg_pool.connection() as conn:
+        await write_snapshots(conn, [snapshot(user, 1, **kept)])
+        await write_snapshots(conn, [snapshot(user, 2, **unchanged)])
+    assert await stored(pg_pool, user) == (2, TEXT, "", 2, ["a", "b"], "why")
+
+    # Within one batch: the newer row's None takes the older row's content.
+    other = new_id("u")
+    async with pg_pool.connection() as conn:
+        await write_snapshots(conn, [snapshot(other, 1, **kept), snapshot(other, 2, **unchanged)])
+    assert await stored(pg_pool, other) == (2, TEXT, "", 2, ["a", "b"], "why")
+
+    # New content replaces it.
+    async with pg_pool.connection() as conn:
+        await write_snapshots(conn, [snapshot(user, 3, text="new", options=[], answer="")])
+    assert await stored(pg_pool, user) == (3, "new", "", 3, [], "")
+
+    # A row first offered unchanged (its content never arrived) is stored empty.
+    lost = new_id("u")
+    async with pg_pool.connection() as conn:
+        await write_snapshots(conn, [snapshot(lost, 4, **unchanged)])
+    assert await stored(pg_pool, lost) == (4, "", "", 4, [], "")
+
+
+async def test_the_one_row_upsert_keeps_stored_content_too(
+    pg_pool: AsyncConnectionPool, new_id: Callable[[str], str]
+) -> None:
+    user = new_id("u")
+    kept = snapshot(user, 1, text=TEXT, options=["a"], answer="why")
+    later = snapshot(user, 2, text=None, options=None, answer=None)
+    async with pg_pool.connection() as conn:
+        for message in (kept, later):
+            for row in (*message.assignment_submissions, *message.quiz_question_responses):
+                upsert = ROW_UPSERTS[type(row)]
+                params = tuple(getattr(row, name) for name in upsert.params)
+                await conn.execute(upsert.statement, params)
+    assert await stored(pg_pool, user) == (2, TEXT, "", 2, ["a"], "why")
+
+
+@pytest.mark.usefixtures("service")
+async def test_six_large_submissions_all_reach_postgres_and_stay(
+    lms: Lms, pg_pool: AsyncConnectionPool, settings: Settings
+) -> None:
+    """Six 176 KB submissions of one learner: today's loss was 5 of the 6 rows."""
+    assignments = [f"a{i}" for i in range(1, 7)]
+    modules = [{"id": "m1", "assignments": [{"id": a} for a in assignments]}]
+    await lms.course_structure(modules, title="Essays")
+    await lms.enroll(0)
+    # In one compressed record batch, so that the worker reads them in one batch: merged,
+    # their snapshots would be one record over the broker's limit.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        compression_type="gzip",
+        linger_ms=500,
+        max_batch_size=2_000_000,
+        max_request_size=3_000_000,
+    )
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                settings.topics.assignment_activity,
+                key=lms.user.encode(),
+                value=json.dumps(
+                    {
+                        "type": "AssignmentSubmitted",
+                        "user_id": lms.user,
+                        "course_id": lms.course,
+                        "module_id": "m1",
+                        "assignment_id": assignment,
+                        "submission_id": f"s{i}",
+                        "submitted_at": at(i),
+                        "submission_type": "text",
+                        "text_content": f"{assignment} " + TEXT,
+                    }
+                ).encode(),
+            )
+            for i, assignment in enumerate(assignments, 1)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+    async def texts(version_above: int = 0) -> dict[str, Any] | None:
+        rows = await fetch_all(
+            pg_pool,
+            "select assignment_id, text_content, version, score from assignment_submissions"
+            " where user_id = %s",
+            lms.user,
+        )
+        if len(rows) < 6 or min(r[2] for r in rows) <= version_above:
+            return None
+        return {r[0]: r for r in rows}
+
+    first = await eventually(texts)
+    assert {a: row[1] for a, row in first.items()} == {a: f"{a} " + TEXT for a in assignments}
+
+    # A course update re-derives every row, and a grade touches one: the texts stay.
+    before = max(row[2] for row in first.values())
+    modules[0]["lessons"] = [{"id": "l1"}]
+    await lms.course_structure(modules, minute=10, title="Essays")
+    await lms.assignment("AssignmentGraded", 11, "s3", assignment_id="a3", score=7, graded_by="t")
+
+    async def graded() -> dict[str, Any] | None:
+        rows = await texts(version_above=before)
+        return rows if rows and rows["a3"][3] == 7 else None
+
+    after = await eventually(graded)
+    assert {a: row[1] for a, row in after.items()} == {a: f"{a} " + TEXT for a in assignments}
