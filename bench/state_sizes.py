@@ -3,6 +3,13 @@ workload: what the worker's largest single cost (``model_dump_json`` of the whol
 per learner and batch) grows with.
 
     .venv/bin/python -m bench.state_sizes [--users N] [--courses N] [--events N] [--seed N]
+    .venv/bin/python -m bench.state_sizes --worst [--attempts N] [--submissions N]
+
+``--worst``: one learner built through the core (``on_quiz_activity``,
+``on_assignment_activity``) with ``--attempts`` quiz attempts of 10 questions and
+``--submissions`` graded submissions, every id, text and URL at its longest: the size of the
+state the worker writes for it (bulky content is kept only as digests), as JSON and
+zlib-compressed.
 
 The events are derived by the domain core in process, as the worker derives them; every 10th
 event's resulting state is measured (so the figures weigh learners by their activity, as the
@@ -12,17 +19,26 @@ worker's batches do). No Kafka, PostgreSQL or Redis.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import time
+import zlib
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.loadgen import generate
 from bench.seeding import _outcome
 from progress.decode import decode_event
-from progress.events import CourseUpdated
+from progress.events import (
+    CourseUpdated,
+    UserEnrolled,
+    assignment_activity_adapter,
+    quiz_activity_adapter,
+)
 from progress.facts import merge_course_update
 from progress.learner import Catalog
+from progress.outcomes import on_assignment_activity, on_enrollment, on_quiz_activity
 from progress.state import KnownCourse, LearnerState
 
 
@@ -76,14 +92,111 @@ def _shares(states: list[LearnerState]) -> dict[str, float]:
     return {name: round(100 * size / total, 1) for name, size in parts.most_common(6)}
 
 
+def _longest_id(prefix: str, n: int) -> str:
+    """An id at its longest (128 characters), distinct per ``n``, padded with hex digits
+    that do not compress (as real ids: UUIDs, hashes)."""
+    pad = hashlib.sha512(f"{prefix}{n}".encode()).hexdigest()
+    return f"{prefix}{n}-{pad}"[:128]
+
+
+def worst_case(attempts: int, submissions: int) -> dict[str, Any]:
+    """One learner in one course, ``attempts`` submitted quiz attempts of 10 answered
+    questions and ``submissions`` submitted and graded submissions, through the core."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    user, course, module = (_longest_id(p, 0) for p in ("u", "c", "m"))
+    base = {"user_id": user, "course_id": course, "module_id": module, "lesson_id": module}
+    known = merge_course_update(
+        None, CourseUpdated.model_validate({"id": course, "updated_at": t0.isoformat()})
+    )
+    catalog = Catalog()
+    enrolled = UserEnrolled(id="e", user_id=user, course_id=course, enrolled_at=t0)
+    state = on_enrollment(None, enrolled, known, catalog).state
+    tick = 0
+
+    def at() -> str:
+        nonlocal tick
+        tick += 1
+        return (t0 + timedelta(seconds=tick)).isoformat()
+
+    for a in range(attempts):
+        quiz = {**base, "quiz_id": _longest_id("q", a % 50), "attempt_id": _longest_id("t", a)}
+        events: list[dict[str, Any]] = [
+            {**quiz, "type": "QuizAttemptStarted", "started_at": at(), "total_questions": 10}
+        ]
+        events += [
+            {
+                **quiz,
+                "type": "QuizQuestionAnswered",
+                "event_id": _longest_id("ev", tick + q),
+                "answered_at": at(),
+                "question_id": _longest_id("question", q),
+                "selected_options": ["o" * 1_000] * 100,
+                "text_response": "r" * 20_000,
+                "correct": q % 2 == 0,
+                "score": 0.5,
+                "time_spent": 10**6,
+            }
+            for q in range(10)
+        ]
+        events.append({**quiz, "type": "QuizAttemptSubmitted", "submitted_at": at()})
+        for raw in events:
+            event = quiz_activity_adapter.validate_python(raw)
+            state = on_quiz_activity(state, event, known, catalog).state
+    for s in range(submissions):
+        item = {
+            **base,
+            "assignment_id": _longest_id("a", s % 50),
+            "submission_id": _longest_id("s", s),
+        }
+        submitted = {
+            **item,
+            "type": "AssignmentSubmitted",
+            "submitted_at": at(),
+            "submission_type": "text",
+            "text_content": "t" * 200_000,
+            "file_url": "f" * 2_000,
+            "link_url": "l" * 2_000,
+        }
+        graded = {
+            **item,
+            "type": "AssignmentGraded",
+            "graded_at": at(),
+            "score": 10**6,
+            "max_score": 10**6,
+            "feedback": "g" * 20_000,
+            "graded_by": _longest_id("g", 0),
+        }
+        for raw in (submitted, graded):
+            event = assignment_activity_adapter.validate_python(raw)
+            state = on_assignment_activity(state, event, known, catalog).state
+    encoded = state.model_dump_json().encode()
+    return {
+        "attempts": attempts,
+        "submissions": submissions,
+        "state_bytes": len(encoded),
+        "state_bytes_zlib": len(zlib.compress(encoded)),
+        "quiz_attempts_bytes": len(
+            state.courses[course].model_dump_json(include={"quiz_attempts"})
+        ),
+        "submissions_bytes": len(state.courses[course].model_dump_json(include={"submissions"})),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--courses", type=int, default=50)
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--worst", action="store_true", help="one learner at the bound")
+    parser.add_argument("--attempts", type=int, default=1_000)
+    parser.add_argument("--submissions", type=int, default=1_000)
     args = parser.parse_args()
-    for name, value in measure(args.users, args.courses, args.events, args.seed).items():
+    if args.worst:
+        figures = worst_case(args.attempts, args.submissions)
+    else:
+        figures = measure(args.users, args.courses, args.events, args.seed)
+    for name, value in figures.items():
         print(f"{name:28} {value}")
 
 

@@ -6,7 +6,9 @@ erasures (``Erasure``: delete every row of a learner).
 Contract: a row is written only if it is newer than the stored one (a higher ``version`` for
 per-learner rows, a later ``updated_at`` for catalog rows); an older or equal row is a no-op.
 So redelivery, replay and two sinks overlapping during a rebalance all converge on the
-newest rows, and the order in which batches arrive does not matter.
+newest rows, and the order in which batches arrive does not matter. A row's bulky content
+fields (``Row.unchanged``) offered as None mean "unchanged": the newer row is written with
+the stored value of each (``_kept_or_stored``; see docs/events.md, Snapshot).
 
 Sets that a newer row replaces as a whole: a course row's modules (modules no longer in the
 course are deleted) and a learner's paths, competencies and evidence (those no longer listed
