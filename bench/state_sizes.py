@@ -3,7 +3,7 @@ workload: what the worker's largest single cost (``model_dump_json`` of the whol
 per learner and batch) grows with.
 
     .venv/bin/python -m bench.state_sizes [--users N] [--courses N] [--events N] [--seed N]
-    .venv/bin/python -m bench.state_sizes --worst [--attempts N] [--submissions N]
+    .venv/bin/python -m bench.state_sizes --worst [--attempts N] [--submissions N] [--id-length N]
 
 ``--worst``: one learner built through the core (``on_quiz_activity``,
 ``on_assignment_activity``) with ``--attempts`` quiz attempts of 10 questions and
@@ -40,6 +40,8 @@ from progress.facts import merge_course_update
 from progress.learner import Catalog
 from progress.outcomes import on_assignment_activity, on_enrollment, on_quiz_activity
 from progress.state import KnownCourse, LearnerState
+from streams.records import LEARNER_STATE_MAX_BYTES
+from streams.state_codec import encode_state
 
 
 def measure(users: int, courses: int, events: int, seed: int) -> dict[str, Any]:
@@ -92,16 +94,21 @@ def _shares(states: list[LearnerState]) -> dict[str, float]:
     return {name: round(100 * size / total, 1) for name, size in parts.most_common(6)}
 
 
-def _longest_id(prefix: str, n: int) -> str:
-    """An id at its longest (128 characters), distinct per ``n``, padded with hex digits
-    that do not compress (as real ids: UUIDs, hashes)."""
+def _id(prefix: str, n: int, length: int = 128) -> str:
+    """An id of ``length`` characters (128: the longest allowed), distinct per ``n``, padded
+    with hex digits that do not compress (as real ids: UUIDs, hashes)."""
     pad = hashlib.sha512(f"{prefix}{n}".encode()).hexdigest()
-    return f"{prefix}{n}-{pad}"[:128]
+    return f"{prefix}{n}-{pad}"[:length]
 
 
-def worst_case(attempts: int, submissions: int) -> dict[str, Any]:
+def worst_case(attempts: int, submissions: int, id_length: int = 128) -> dict[str, Any]:
     """One learner in one course, ``attempts`` submitted quiz attempts of 10 answered
-    questions and ``submissions`` submitted and graded submissions, through the core."""
+    questions and ``submissions`` submitted and graded submissions, through the core, with
+    every id ``id_length`` characters long."""
+
+    def _longest_id(prefix: str, n: int) -> str:
+        return _id(prefix, n, id_length)
+
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     user, course, module = (_longest_id(p, 0) for p in ("u", "c", "m"))
     base = {"user_id": user, "course_id": course, "module_id": module, "lesson_id": module}
@@ -173,8 +180,12 @@ def worst_case(attempts: int, submissions: int) -> dict[str, Any]:
     return {
         "attempts": attempts,
         "submissions": submissions,
+        "id_length": id_length,
         "state_bytes": len(encoded),
         "state_bytes_zlib": len(zlib.compress(encoded)),
+        # As the worker stores it (streams/state_codec.py), against its limit.
+        "state_bytes_stored": len(encode_state(state)),
+        "stored_limit": LEARNER_STATE_MAX_BYTES,
         "quiz_attempts_bytes": len(
             state.courses[course].model_dump_json(include={"quiz_attempts"})
         ),
@@ -191,9 +202,10 @@ def main() -> None:
     parser.add_argument("--worst", action="store_true", help="one learner at the bound")
     parser.add_argument("--attempts", type=int, default=1_000)
     parser.add_argument("--submissions", type=int, default=1_000)
+    parser.add_argument("--id-length", type=int, default=128)
     args = parser.parse_args()
     if args.worst:
-        figures = worst_case(args.attempts, args.submissions)
+        figures = worst_case(args.attempts, args.submissions, args.id_length)
     else:
         figures = measure(args.users, args.courses, args.events, args.seed)
     for name, value in figures.items():

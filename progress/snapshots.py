@@ -133,12 +133,7 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     )
 
 
-# Below the broker's default limit on a record (message.max.bytes, 1 MiB and 12 bytes), with
-# room for the key and the record's framing.
-MAX_SNAPSHOT_BYTES = 1_000_000
-
-
-def merge_within(snapshots: Sequence[Snapshot], max_bytes: int = MAX_SNAPSHOT_BYTES) -> list[bytes]:
+def merge_within(snapshots: Sequence[Snapshot], max_bytes: int) -> list[bytes]:
     """The snapshots, given in the order they were made, merged and encoded as messages of at
     most ``max_bytes`` each where the snapshots allow it: one, as ``merge``, if it fits;
     else merged by consecutive runs. Bulky content travels only in the snapshot of its event,

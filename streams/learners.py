@@ -13,7 +13,7 @@ makes a crash at any point safe:
 3. then the snapshots are sent: one per learner, merging those of its events in order
    (``progress.snapshots.merge``: the sink ends with the same rows), in the order of each
    learner's first event; several, each a merge of a run of them, when one would pass the
-   broker's limit on a record (``progress.snapshots.merge_within``).
+   snapshot topic's limit on a record (``progress.snapshots.merge_within``).
 Within a batch, a learner's next event sees the state its previous one left (held in memory
 until step 2). Faust acks the batch's events, and so may commit their offsets, only after
 ``handle_batch`` returned, and flushes the producer before it commits, so a crash before the
@@ -74,6 +74,8 @@ from progress.state import KnownCourse, LearnerState
 from service.config import Settings
 from streams.dead_letters import DeadLetters
 from streams.records import (
+    LEARNER_STATE_MAX_BYTES,
+    SNAPSHOT_MAX_BYTES,
     TABLE_VALUE_MAX_BYTES,
     EffectsFailed,
     Records,
@@ -96,10 +98,10 @@ KEPT_LEARNERS = 10_000
 # changes re-evaluates every learner of the partition.
 LEARNER_INDEX_SHARDS = 64
 
-# ``_fits``: a learner's state is measured exactly only once it may be this large, assuming an
-# event adds at most this many bytes of state per byte of its own.
-_MEASURE_FROM_BYTES = 400_000
-_GROWTH_PER_BYTE = 4
+# ``_fits``: an upper bound on what one event can add to a stored state, from its own size
+# (bulky content is no part of the state; an event adds one item, a few facts and summaries).
+_GROWTH_PER_BYTE = 8
+_GROWTH_PER_EVENT = 16_384
 
 
 class LearnersFailed(Exception):
@@ -207,9 +209,8 @@ class LearnerStream:
         snapshots, self._snapshots = self._snapshots, {}
         sent: list[Awaitable[Any]] = []
         for user_id, made in snapshots.items():
-            # Merged by runs when one merge would pass the broker's default record limit; the
-            # snapshot topic takes a single larger snapshot (streams/records.py).
-            for value in merge_within(made):
+            # Merged by runs only when one merge would pass the topic's limit.
+            for value in merge_within(made, SNAPSHOT_MAX_BYTES):
                 sent.append(await self.records.send(self.snapshots, user_id.encode(), value))
         await delivered(sent)
 
@@ -283,9 +284,8 @@ class LearnerStream:
                 outcome = on_quiz_activity(state, event, known, catalog)  # type: ignore[arg-type]
             else:
                 outcome = on_assignment_activity(state, event, known, catalog)  # type: ignore[arg-type]
-        self._growth[event.user_id] = self._growth.get(event.user_id, 0) + _GROWTH_PER_BYTE * len(
-            message.value or b""
-        )
+        grown = _GROWTH_PER_EVENT + _GROWTH_PER_BYTE * len(message.value or b"")
+        self._growth[event.user_id] = self._growth.get(event.user_id, 0) + grown
         self._fits(outcome.state)
         await self._carry_out(outcome)
 
@@ -442,22 +442,22 @@ class LearnerStream:
 
     def _fits(self, state: LearnerState) -> None:
         """Raise ``TooLarge`` when ``state`` would be stored in more than
-        ``TABLE_VALUE_MAX_BYTES``: the event that made it so is refused, not the write lost.
+        ``LEARNER_STATE_MAX_BYTES``: the event that made it so is refused, not the write lost.
 
-        Exact, but paid only by learners whose state may be near the limit: the stored size
-        last known plus a bound on what this batch's events can have added (an event adds
-        less than ``_GROWTH_PER_BYTE`` times its own size, bulky text being no part of the
-        state).
+        Exact, and measured only when an upper bound could pass the limit: the stored size
+        last known plus what the events applied since can have added (``_GROWTH_PER_*``).
+        Small learners never pay for it; one near the limit pays an encoding every few
+        dozen events.
         """
         user_id = state.user_id
         known = self._sizes.get(user_id, 0)
-        if known + self._growth.get(user_id, 0) < _MEASURE_FROM_BYTES:
+        if known + self._growth.get(user_id, 0) <= LEARNER_STATE_MAX_BYTES:
             return
         size = len(encode_state(state))
-        if size > TABLE_VALUE_MAX_BYTES:
+        if size > LEARNER_STATE_MAX_BYTES:
             raise TooLarge(
                 f"the learner's state would take {size} bytes, over the limit of "
-                f"{TABLE_VALUE_MAX_BYTES} (docs/reliability.md#bounds)"
+                f"{LEARNER_STATE_MAX_BYTES} (docs/reliability.md#bounds)"
             )
         self._sizes[user_id] = size
         self._growth[user_id] = 0

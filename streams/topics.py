@@ -13,6 +13,7 @@ from progress.decode import StreamKind
 from service.config import Settings, Topics
 from streams.records import (
     DEAD_LETTER_MAX_BYTES,
+    LEARNERS_CHANGELOG_MAX_BYTES,
     SINK_DEAD_LETTER_MAX_BYTES,
     SNAPSHOT_MAX_BYTES,
 )
@@ -20,13 +21,11 @@ from streams.records import (
 log = logging.getLogger(__name__)
 
 
-# Topics whose records may pass the broker's default limit (streams/records.py).
-LARGE_RECORD_CONFIGS = {
-    "dead_letter": {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
-    "snapshots": {"max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
-    # The sink's dead letter of a snapshot carries it whole, in base64.
-    "sink_dead_letter": {"max.message.bytes": str(SINK_DEAD_LETTER_MAX_BYTES)},
-}
+def _max_bytes(size: int) -> dict[str, str]:
+    return {"max.message.bytes": str(size)}
+
+
+_COMPACTED = {"cleanup.policy": "compact"}
 
 # The worker's tables (streams/app.py). Their changelog topics are created with the others:
 # left to Faust, a fresh worker creates them while it starts and can read the metadata before
@@ -59,23 +58,31 @@ def consumed_kinds(t: Topics) -> dict[str, StreamKind]:
     }
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic with settings of its own, and those settings in full: compaction where the
+    newest record per key must stay readable forever (catalogs, table changelogs), and a
+    larger record limit where records may pass the broker's default (streams/records.py)."""
+    t = settings.topics
+    configs = {name: dict(_COMPACTED) for name in t.catalogs}
+    configs |= {changelog_topic(settings, table): dict(_COMPACTED) for table in TABLES}
+    configs[changelog_topic(settings, "learners")] |= _max_bytes(LEARNERS_CHANGELOG_MAX_BYTES)
+    configs[t.snapshots] = _max_bytes(SNAPSHOT_MAX_BYTES)
+    configs[t.dead_letter] = _max_bytes(DEAD_LETTER_MAX_BYTES)
+    # The sink's dead letter of a snapshot carries it whole, in base64.
+    configs[t.sink_dead_letter] = _max_bytes(SINK_DEAD_LETTER_MAX_BYTES)
+    return configs
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     t = settings.topics
     n = settings.topic_partitions
-    compacted = {"cleanup.policy": "compact"}
+    configs = topic_configs(settings)
     # Every user-keyed topic has the same partition count: a learner's events, table
     # changelogs and catalog broadcasts must meet on the same partition number.
-    keyed_by_user = [*t.learner_inputs, t.catalog_broadcast, *t.published]
-    large = {getattr(t, field): config for field, config in LARGE_RECORD_CONFIGS.items()}
+    plain = [*t.learner_inputs, t.catalog_broadcast, *t.published]
     return [
-        *(NewTopic(name, n, 1) for name in keyed_by_user),
-        *(NewTopic(name, n, 1, topic_configs=config) for name, config in large.items()),
-        # The newest entry of every catalog stays readable forever.
-        *(NewTopic(name, n, 1, topic_configs=compacted) for name in t.catalogs),
-        *(
-            NewTopic(changelog_topic(settings, table), n, 1, topic_configs=compacted)
-            for table in TABLES
-        ),
+        *(NewTopic(name, n, 1) for name in plain),
+        *(NewTopic(name, n, 1, topic_configs=config) for name, config in configs.items()),
     ]
 
 
@@ -91,13 +98,12 @@ async def ensure_topics(settings: Settings) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(s.name for s in missing))
-        # Also for topics created before these settings existed.
+        # Also for topics created before these settings existed. AlterConfigs replaces a
+        # topic's settings as a whole: each is given in full.
         await admin.alter_configs(
             [
-                ConfigResource(
-                    ConfigResourceType.TOPIC, getattr(settings.topics, field), configs=config
-                )
-                for field, config in LARGE_RECORD_CONFIGS.items()
+                ConfigResource(ConfigResourceType.TOPIC, name, configs=config)
+                for name, config in topic_configs(settings).items()
             ]
         )
     finally:

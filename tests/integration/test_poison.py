@@ -498,3 +498,74 @@ async def test_a_record_the_broker_refuses_stops_the_worker_before_its_offset_is
 async def set_max_message_bytes(admin: AIOKafkaAdminClient, topic: str, size: int) -> None:
     config = {"max.message.bytes": str(size)}
     await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=config)])
+
+
+async def test_a_state_past_a_kafka_record_is_kept_recovered_and_bounded(
+    service_under_poison: Service, pg_pool: AsyncConnectionPool
+) -> None:
+    """A learner with 300 pieces of external evidence of 4 KB each: a state of some 1.8 MB
+    stored, past the broker's default record limit; recovered whole by a worker started from
+    an empty data dir; and further evidence refused past the state's limit, dead-lettered."""
+    service = service_under_poison
+    settings = service.settings
+    t = settings.topics
+    kafka = Kafka(settings)
+    rng = random.Random(7)
+    user = f"s{uuid4().hex[:8]}"
+
+    def evidence(n: int) -> dict[str, Any]:
+        return {
+            "type": "ExternalEvidenceRecorded",
+            "user_id": user,
+            "competency_id": f"k{n % 5}",
+            "evidence_id": f"ev{n}",
+            "level": 10,
+            "description": text(rng, 2_000),
+            "url": "https://lms.example/" + text(rng, 1_900).replace(" ", "-"),
+            "recorded_at": at(n),
+        }
+
+    await kafka.send_json(t.competency_evidence, user, [evidence(n) for n in range(300)])
+    await eventually_count(pg_pool, user, 300)
+    stored = [
+        r
+        for r in await kafka.records(changelog_topic(settings, "learners"))
+        if r.key and user.encode() in r.key
+    ]
+    assert len(stored[-1].value) > 1_048_588, "the state should pass the default record limit"
+
+    service.stop("worker", signal.SIGKILL)
+    empty = settings.model_copy(update={"worker_data_dir": settings.worker_data_dir.parent / "w2"})
+    await asyncio.to_thread(service.start, "worker", empty)
+    # Had the state not been recovered whole, this learner's next snapshot would list one
+    # piece of evidence, and the sink would retract the other 300.
+    await kafka.send_json(t.competency_evidence, user, [evidence(300)])
+    await eventually_count(pg_pool, user, 301)
+
+    more = [
+        Poison(t.competency_evidence, user, json.dumps(evidence(n)).encode(), "too-large")
+        for n in range(301, 400)
+    ]
+    await kafka.send(more)
+    refused = await dead_letters_of(kafka, **{f"e{n}": p for n, p in enumerate(more)}, within=60.0)
+    assert refused, "the state's limit refused nothing"
+    assert all(letter["error_type"] == "too-large" for letter in refused.values())
+    # Refusal is of the events past the limit, in order: the ones before were taken.
+    taken = len(more) - len(refused)
+    assert sorted(refused) == sorted(f"e{n}" for n in range(taken, len(more)))
+    await eventually_count(pg_pool, user, 301 + taken)
+
+
+async def eventually_count(pool: AsyncConnectionPool, user: str, count: int) -> None:
+    async def counted() -> bool:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "select count(*) from competency_evidence where user_id = %s", (user,)
+            )
+            row = await cur.fetchone()
+        return row is not None and row[0] == count
+
+    deadline = asyncio.get_running_loop().time() + 120
+    while not await counted():
+        assert asyncio.get_running_loop().time() < deadline, f"{user}: not {count} rows"
+        await asyncio.sleep(0.5)

@@ -235,7 +235,7 @@ def test_a_learners_bulky_batch_is_sent_in_runs_that_each_fit() -> None:
         for i in range(1, 7)
     ]
     snapshots = [o.snapshot for o in play(events, C1)]
-    messages = merge_within(snapshots)
+    messages = merge_within(snapshots, 1_000_000)
     assert len(messages) > 1
     assert all(len(m) <= 1_000_000 for m in messages)
     decoded = [Snapshot.model_validate_json(m) for m in messages]
@@ -248,4 +248,5 @@ def test_a_learners_bulky_batch_is_sent_in_runs_that_each_fit() -> None:
     assert len(texts) == 6 and set(texts.values()) == {big}
     assert decoded[-1].version == snapshots[-1].version
     # Small batches stay one merged message.
-    assert merge_within(snapshots[:3]) == [merge(snapshots[:3]).model_dump_json().encode()]
+    merged = merge(snapshots[:3]).model_dump_json().encode()
+    assert merge_within(snapshots[:3], 1_000_000) == [merged]
