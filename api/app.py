@@ -22,6 +22,9 @@ from aiohttp.web_protocol import RequestHandler
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.cache import ProgressCache, redis_client
+from adapters.publishing import CatalogPublisher
+from adapters.settings import Settings
 from api.auth import (
     PUBLIC_PATHS,
     Authenticator,
@@ -34,9 +37,6 @@ from api.auth import (
 from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS, SETTINGS
 from api.routes import setup_routes
 from api.views import ApiError
-from service.config import Settings
-from service.publish import CatalogPublisher
-from sinks.cache import ProgressCache, redis_client
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from adapters.cache import ProgressCache
+from adapters.publishing import CatalogPublisher
+from adapters.settings import Settings
 from api.auth import NoAuth, TokenVerifier
-from service.config import Settings
-from service.publish import CatalogPublisher
-from sinks.cache import ProgressCache
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", AsyncConnectionPool)

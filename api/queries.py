@@ -14,6 +14,7 @@ from typing import Any, Generic, LiteralString, TypeVar
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row, dict_row
 
+from adapters.schema import table_columns
 from progress.catalog import LearningPathRow
 from progress.models import (
     Achievement,
@@ -32,7 +33,6 @@ from progress.models import (
     UserProgress,
 )
 from progress.schema import OutputModel
-from sinks.postgres import table_columns
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Row | LearningPathRow)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from adapters.publishing import CATALOG_KINDS, DELETABLE_KINDS
 from api import views
-from service.publish import CATALOG_KINDS, DELETABLE_KINDS
 
 # Other kinds are not routes (404); DELETE of a course is not allowed (405).
 _KIND = "{kind:" + "|".join(CATALOG_KINDS) + "}"

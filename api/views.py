@@ -1,9 +1,9 @@
 """Request handlers: validate at the edge, read through the cache, answer JSON.
 
 Reads go to Redis first, then PostgreSQL; what PostgreSQL answered is offered to the cache
-with the learner version it was read at (``sinks.cache.ProgressCache.fill``). Redis is an
+with the learner version it was read at (``adapters.cache.ProgressCache.fill``). Redis is an
 optimisation only: when it fails, the answer comes from PostgreSQL. Catalog listings are not
-cached. Admin calls publish catalog entries to Kafka (``service.publish``) and answer 202:
+cached. Admin calls publish catalog entries to Kafka (``adapters.publishing``) and answer 202:
 the entry reaches PostgreSQL through the worker and the sink, like any other.
 """
 
@@ -22,12 +22,8 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
-from api import queries
-from api.auth import Unauthorized
-from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
-from progress.models import ProgressStatus
-from progress.schema import EventTime, Id
-from service.publish import (
+from adapters.cache import Fields
+from adapters.publishing import (
     CatalogEntryT,
     CatalogKind,
     CatalogUnavailable,
@@ -36,7 +32,11 @@ from service.publish import (
     tombstone,
     validate_entry,
 )
-from sinks.cache import Fields
+from api import queries
+from api.auth import Unauthorized
+from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
+from progress.models import ProgressStatus
+from progress.schema import EventTime, Id
 
 log = logging.getLogger(__name__)
 

@@ -60,6 +60,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from adapters.cache import ProgressCache
 from bench.figures import print_figures
 from bench.seeding import (
     clear_cache,
@@ -69,7 +70,6 @@ from bench.seeding import (
     seed_database,
 )
 from progress.snapshots import Snapshot
-from sinks.cache import ProgressCache
 
 DATABASE = "progress_benchb_api"
 REDIS_URL = "redis://127.0.0.1:6379/2"

@@ -22,10 +22,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adapters.schema import apply_migrations
+from adapters.settings import Settings
+from adapters.topics import ensure_topics
 from bench.offsets import end_offsets
-from service.config import Settings
-from sinks.migrate import apply_migrations
-from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

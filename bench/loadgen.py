@@ -25,8 +25,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from adapters.settings import Topics
 from progress.decode import InvalidEvent, StreamKind, decode_event
-from service.config import Topics
 
 # Zipf-Mandelbrot weights 1 / (rank + q) ** s: activity per learner, popularity per course.
 # The offset q flattens the head, so the busiest learner is busy like a person, not a bot

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import Settings
 from bench import (
     api_load,
     ceiling,
@@ -38,7 +39,6 @@ from bench import (
 )
 from bench.env import BenchEnv, cleanup, create_env, prepare
 from bench.loadgen import Workload, generate, produce, self_check
-from service.config import Settings
 
 log = logging.getLogger("bench")
 

@@ -5,7 +5,7 @@ of learner events, exactly as the worker would derive them, so the rows have the
 versions and ids of production rows. Nothing here goes through Kafka.
 
 Isolation: each benchmark gets its own PostgreSQL database (created through the ``postgres``
-superuser, owned by ``progress``, migrated with ``sinks.migrate``) and dropped afterwards;
+superuser, owned by ``progress``, migrated with ``adapters.schema``) and dropped afterwards;
 Redis keys are cleared by prefix in the benchmark's own database number only.
 """
 
@@ -23,6 +23,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
+from adapters.cache import KEY_PREFIX, ProgressCache
+from adapters.schema import apply_migrations
 from progress.decode import Consumed
 from progress.events import (
     CourseUpdated,
@@ -42,8 +44,6 @@ from progress.outcomes import (
 )
 from progress.snapshots import Snapshot
 from progress.state import KnownCourse, LearnerState
-from sinks.cache import KEY_PREFIX, ProgressCache
-from sinks.migrate import apply_migrations
 from sinks.postgres import write_snapshots
 
 PG_HOST = "127.0.0.1:5432"

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from adapters.settings import Settings
 from bench.env import BenchEnv
-from service.config import Settings
 
 PROGRESS = Path(sys.executable).parent / "progress"
 

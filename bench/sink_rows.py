@@ -37,6 +37,7 @@ from psycopg import AsyncConnection, sql
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from adapters.cache import ProgressCache
 from bench.figures import print_figures
 from bench.seeding import (
     batches,
@@ -47,7 +48,6 @@ from bench.seeding import (
 )
 from progress.models import ALL_ROW_MODELS, Row
 from progress.snapshots import Snapshot
-from sinks.cache import ProgressCache
 from sinks.postgres import ROW_UPSERTS, after_erasures, coalesce, write_snapshots
 from sinks.runner import decode_message
 

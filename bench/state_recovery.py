@@ -55,11 +55,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
+from adapters.settings import Settings
+from adapters.topics import ensure_topics, topic_specs
 from bench.figures import print_figures
 from bench.seeding import START, course_shape, course_update
-from service.config import Settings
 from streams.learners import LEARNER_INDEX_SHARDS
-from streams.topics import ensure_topics, topic_specs
 
 COURSES = 50
 APP_ID = "state"

@@ -27,6 +27,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from adapters.topics import LEARNER_STATE_MAX_BYTES
 from bench.loadgen import generate
 from bench.seeding import _outcome
 from progress.decode import decode_event
@@ -40,7 +41,6 @@ from progress.facts import merge_course_update
 from progress.learner import Catalog
 from progress.outcomes import on_assignment_activity, on_enrollment, on_quiz_activity
 from progress.state import KnownCourse, LearnerState
-from streams.records import LEARNER_STATE_MAX_BYTES
 from streams.state_codec import encode_state
 
 

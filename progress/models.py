@@ -1,6 +1,6 @@
 """The seed's 13 data models, as the rows this service derives and stores.
 
-Field names are the seed's in snake_case; one PostgreSQL table per model (sinks/migrations).
+Field names are the seed's in snake_case; one PostgreSQL table per model (adapters/migrations).
 Times are event time, not wall-clock time, so replaying the same events derives identical
 rows; a time the seed gives as a Go zero value is ``None`` here until it happened.
 Per-learner rows carry ``version``: the learner's state version that derived them. The sink

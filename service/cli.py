@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.config import Settings
-from service.publish import CATALOG_KINDS, CatalogKind
+from adapters.publishing import CATALOG_KINDS, CatalogKind
+from adapters.settings import Settings
 
 
 def _logging(settings: Settings) -> None:
@@ -44,7 +44,7 @@ def _logging(settings: Settings) -> None:
 
 
 def _topics(settings: Settings) -> None:
-    from streams.topics import ensure_topics
+    from adapters.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
 
@@ -104,7 +104,12 @@ def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
     """Publish every entry of the file, or none: all are validated before any is sent."""
     from aiokafka.errors import KafkaError
 
-    from service.publish import CatalogPublisher, InvalidCatalogEntry, PublishError, validate_entry
+    from adapters.publishing import (
+        CatalogPublisher,
+        InvalidCatalogEntry,
+        PublishError,
+        validate_entry,
+    )
 
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
@@ -152,8 +157,8 @@ def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
 def _erase(settings: Settings, user_id: str) -> None:
     from pydantic import TypeAdapter, ValidationError
 
+    from adapters.publishing import CatalogPublisher, PublishError
     from progress.schema import Id
-    from service.publish import CatalogPublisher, PublishError
 
     try:
         TypeAdapter(Id).validate_python(user_id)

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from service.config import Settings, Topics
+from adapters.settings import Settings, Topics
 
 COURSE_ID = "demo-python-101"
 PATH_ID = "demo-python-track"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
+from adapters.settings import Settings
+from adapters.topics import consumed_kinds
 from progress.decode import InvalidEvent, StreamKind, decode_event
 from progress.events import DeadLetter
-from service.config import Settings
-from streams.topics import consumed_kinds
 
 
 @dataclass

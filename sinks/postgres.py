@@ -62,6 +62,7 @@ from weakref import WeakKeyDictionary
 
 from psycopg import AsyncConnection, AsyncCursor, sql
 
+from adapters.schema import table_columns
 from progress.catalog import CatalogSnapshot, LearningPathRow
 from progress.models import (
     ALL_ROW_MODELS,
@@ -69,7 +70,6 @@ from progress.models import (
     Competency,
     CourseProgress,
     Row,
-    UserCompetency,
     UserProgress,
     VersionedRow,
     fill_unchanged,
@@ -79,17 +79,9 @@ from progress.snapshots import Erasure, Snapshot
 SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | Erasure
 CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
 
-# Model fields that are not columns: evidence rows are written to their own table.
-_NOT_COLUMNS: dict[type[Any], frozenset[str]] = {UserCompetency: frozenset({"evidence"})}
 
 # The catalog tables, in the order a batch writes them.
 CATALOG_MODELS: tuple[type[CatalogRow], ...] = (Competency, Achievement, LearningPathRow)
-
-
-def table_columns(model: type[Row] | type[LearningPathRow]) -> tuple[str, ...]:
-    """The columns a model's table has in common with the model, in field order."""
-    skip = _NOT_COLUMNS.get(model, frozenset())
-    return tuple(name for name in model.model_fields if name not in skip)
 
 
 def _assignments(columns: Iterable[str]) -> list[sql.Composable]:

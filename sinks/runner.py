@@ -49,14 +49,14 @@ from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
+from adapters.cache import ProgressCache, redis_client
+from adapters.schema import apply_migrations
+from adapters.settings import Settings
+from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
 from progress.catalog import CatalogSnapshot
 from progress.events import DeadLetter
 from progress.snapshots import Erasure, Snapshot
-from service.config import Settings
-from sinks.cache import ProgressCache, redis_client
-from sinks.migrate import apply_migrations
 from sinks.postgres import SinkMessage, after_erasures, catalog_row, write_snapshots
-from streams.records import SINK_DEAD_LETTER_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ class _Sink:
     async def _advance(self, versions: dict[str, int], erased: list[str], catalogs: bool) -> int:
         # Tombstones first. An erased learner that came back in the batch is not advanced:
         # its tombstone would refuse the version anyway, and the API reads PostgreSQL for it
-        # until the tombstone expires (sinks/cache.py).
+        # until the tombstone expires (adapters/cache.py).
         if erased:
             await self._cache.erase(erased)
             gone = set(erased)

@@ -20,6 +20,8 @@ from typing import Any
 
 import faust
 
+from adapters.settings import Settings
+from adapters.topics import PRODUCER_MAX_REQUEST_BYTES, TABLE_VALUE_MAX_BYTES, consumed_kinds
 from progress.decode import InvalidEvent, decode_event
 from progress.events import (
     AchievementEarned,
@@ -31,19 +33,10 @@ from progress.events import (
     PublishedEvent,
     QuizCompleted,
 )
-from service.config import Settings
 from streams import faust_fixes
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
-from streams.records import (
-    PRODUCER_MAX_REQUEST_BYTES,
-    TABLE_VALUE_MAX_BYTES,
-    EffectsFailed,
-    Records,
-    delivered,
-    halt,
-)
-from streams.topics import consumed_kinds
+from streams.records import EffectsFailed, Records, delivered, halt
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from progress.events import DeadLetter
 
 log = logging.getLogger(__name__)
 
-# A dead letter must always fit the dead-letter topic (3,000,000 bytes, streams/topics.py):
+# A dead letter must always fit the dead-letter topic (3,000,000 bytes, adapters/topics.py):
 # it carries at most this much of the original (4/3 of it in base64) and of the reason. A
 # larger original (a compressed batch can hold a value of many MB that the broker accepted)
 # is kept as its first bytes with its size and SHA-256, never dropped.

@@ -36,6 +36,13 @@ from typing import Any
 from faust.streams import _current_event
 from faust.types import EventT, Message, TableT, TopicT
 
+from adapters.settings import Settings
+from adapters.topics import (
+    LEARNER_STATE_MAX_BYTES,
+    SNAPSHOT_MAX_BYTES,
+    TABLE_VALUE_MAX_BYTES,
+    consumed_kinds,
+)
 from progress.catalog import (
     AchievementUpdated,
     CatalogEntry,
@@ -71,18 +78,9 @@ from progress.outcomes import (
 )
 from progress.snapshots import Erasure, Snapshot, merge_within
 from progress.state import KnownCourse, LearnerState
-from service.config import Settings
 from streams.dead_letters import DeadLetters
-from streams.records import (
-    LEARNER_STATE_MAX_BYTES,
-    SNAPSHOT_MAX_BYTES,
-    TABLE_VALUE_MAX_BYTES,
-    EffectsFailed,
-    Records,
-    delivered,
-)
+from streams.records import EffectsFailed, Records, delivered
 from streams.state_codec import decode_state, encode_state
-from streams.topics import consumed_kinds
 
 log = logging.getLogger(__name__)
 

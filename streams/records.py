@@ -18,20 +18,6 @@ from faust.types import AppT, ProducerT, TopicT
 
 log = logging.getLogger(__name__)
 
-# The broker's default limit on a record batch is 1,048,588 bytes (message.max.bytes); a table
-# value, with its key and the batch's overhead, stays well inside it: course structures,
-# catalog entries, index lists.
-TABLE_VALUE_MAX_BYTES = 900_000
-# Topics the project creates with a larger max.message.bytes (streams/topics.py): a learner's
-# state (the learners table's changelog) holds every item of the learner, dead letters carry
-# the original message, snapshots every row an event touched.
-LEARNER_STATE_MAX_BYTES = 2_000_000
-LEARNERS_CHANGELOG_MAX_BYTES = 2_500_000
-DEAD_LETTER_MAX_BYTES = 3_000_000
-SNAPSHOT_MAX_BYTES = 8_000_000
-SINK_DEAD_LETTER_MAX_BYTES = SNAPSHOT_MAX_BYTES * 4 // 3 + 1_000_000
-PRODUCER_MAX_REQUEST_BYTES = SNAPSHOT_MAX_BYTES + 100_000
-
 HALT_EXIT_CODE = 70
 
 

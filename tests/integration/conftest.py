@@ -21,11 +21,11 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from adapters.schema import apply_migrations
+from adapters.settings import Settings
 from api.app import create_app
 from progress.catalog import CatalogSnapshot
 from progress.snapshots import Snapshot
-from service.config import Settings
-from sinks.migrate import apply_migrations
 from tests.integration.lms import Lms
 from tests.integration.processes import ServiceProcess, free_port, running_service
 from tests.integration.support import (

@@ -13,7 +13,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from psycopg_pool import AsyncConnectionPool
 
-from service.config import Settings
+from adapters.settings import Settings
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 T = TypeVar("T")

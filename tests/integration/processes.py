@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from service.config import Settings
+from adapters.settings import Settings
 
 STACK = Path(__file__).resolve().parents[2] / "scripts" / "stack.sh"
 

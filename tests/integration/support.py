@@ -17,6 +17,7 @@ from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotA
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
 from api.auth import ALL_SCOPES, mint_token
 from progress.catalog import (
     AchievementUpdated,
@@ -26,7 +27,6 @@ from progress.catalog import (
     LearningPathUpdated,
 )
 from progress.snapshots import Snapshot
-from service.config import Settings
 from sinks.postgres import catalog_row
 from sinks.runner import run_sink
 

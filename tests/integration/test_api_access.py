@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.settings import Settings
 from api.app import MAX_LINE_BYTES, create_app, start_api
 from api.auth import mint_token
 from progress.snapshots import Snapshot
-from service.config import Settings
 from tests.integration.processes import free_port
 from tests.integration.support import TEST_JWT_KEY, Http, make_settings
 from tests.integration.test_sink_api import learner_snapshot

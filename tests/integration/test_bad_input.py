@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from psycopg_pool import AsyncConnectionPool
 
-from service.config import Settings
+from adapters.settings import Settings
 from service.redrive import redrive
 from tests.integration.lms import at, eventually, published_for
 from tests.integration.processes import ServiceProcess

@@ -13,10 +13,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
 from progress.models import AssignmentSubmission, QuizQuestionResponse, UserProgress
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
-from service.config import Settings
 from sinks.postgres import ROW_UPSERTS, write_snapshots
 from tests.integration.lms import Lms, at, eventually
 from tests.integration.support import fetch_all, fetch_one

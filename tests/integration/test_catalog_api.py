@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
 from api.app import create_app
 from progress.catalog import (
     AchievementUpdated,
@@ -30,7 +31,6 @@ from progress.catalog import (
     LearningPathUpdated,
 )
 from progress.events import CourseUpdated
-from service.config import Settings
 from sinks.runner import decode_message
 from tests.integration.support import (
     Http,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from service.config import Settings
+from adapters.settings import Settings
 from tests.integration.lms import Lms, at, course_when, eventually, published_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
 from progress.catalog import AchievementUpdated, CompetencyUpdated
 from progress.events import (
     CourseUpdated,
@@ -29,7 +30,6 @@ from progress.events import (
     lesson_activity_adapter,
     quiz_activity_adapter,
 )
-from service.config import Settings
 from tests.generators import Scenario
 from tests.integration.lms import at, eventually, published_for
 from tests.integration.processes import ServiceProcess, free_port, stopped, wait_for_http

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
 from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
 from progress.events import (
     AssignmentEvent,
@@ -38,7 +39,6 @@ from progress.events import (
     UserEnrolled,
 )
 from progress.schema import stable_id
-from service.config import Settings
 from sinks.postgres import write_snapshots
 from tests.generators import Scenario, actual_tables, compare, once_key, scenarios
 from tests.integration.processes import ServiceProcess

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from service.config import Settings
+from adapters.settings import Settings
 from tests.integration.lms import Lms, api_course, course_when, eventually, published, when
 from tests.integration.processes import ServiceProcess, stopped
 

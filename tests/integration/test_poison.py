@@ -33,10 +33,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
+from adapters.topics import SNAPSHOT_MAX_BYTES, changelog_topic
 from progress.catalog import CompetencyUpdated
-from service.config import Settings
-from streams.records import HALT_EXIT_CODE, SNAPSHOT_MAX_BYTES
-from streams.topics import changelog_topic
+from streams.records import HALT_EXIT_CODE
 from tests.integration.lms import at, course_row, eventually, published_for, when
 from tests.integration.processes import free_port
 from tests.integration.support import committed, make_settings

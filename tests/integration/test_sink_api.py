@@ -22,6 +22,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from adapters.cache import VERSION_FIELD, ProgressCache, user_key
+from adapters.settings import Settings
 from api import queries
 from api.app import create_app
 from progress.catalog import AchievementUpdated, Criterion
@@ -41,9 +43,7 @@ from progress.models import (
 )
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
-from service.config import Settings
 from sinks import runner
-from sinks.cache import VERSION_FIELD, ProgressCache, user_key
 from sinks.postgres import write_snapshots
 from tests.integration.support import (
     WAIT_S,

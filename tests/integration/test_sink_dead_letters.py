@@ -20,9 +20,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.settings import Settings
 from progress.catalog import AchievementUpdated, Criterion
 from progress.events import DeadLetter
-from service.config import Settings
 from tests.integration.support import (
     SinkTask,
     catalog_snapshot,

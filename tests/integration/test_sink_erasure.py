@@ -20,10 +20,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from adapters.cache import ERASED_VERSION, VERSION_FIELD, ProgressCache, user_key
+from adapters.settings import Settings
 from progress.snapshots import Erasure, Snapshot
-from service.config import Settings
 from sinks import runner
-from sinks.cache import ERASED_VERSION, VERSION_FIELD, ProgressCache, user_key
 from sinks.postgres import LEARNER_MODELS, SinkMessage, after_erasures, write_snapshots
 from tests.integration.support import (
     Http,

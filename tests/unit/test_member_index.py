@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.config import Settings
+from adapters.settings import Settings
 from streams.learners import LearnerStream, _member_shard
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from adapters.publishing import InvalidCatalogEntry, validate_entry
 from progress.decode import InvalidEvent, StreamKind, decode_event
 from progress.ranges import MAX_ITEMS_PER_MODULE, MAX_MODULES, MAX_POINTS, MAX_POSITION, MAX_SECONDS
-from service.publish import InvalidCatalogEntry, validate_entry
 
 AT = "2026-05-04T08:00:00Z"
 USER = "u1"

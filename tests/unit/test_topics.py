@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.config import Topics
-from streams.topics import consumed_kinds
+from adapters.settings import Topics
+from adapters.topics import consumed_kinds
 
 
 def test_every_consumed_topic_has_a_kind() -> None:

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from faust.types import Message
 
+from adapters.settings import Settings
+from adapters.topics import TABLE_VALUE_MAX_BYTES
 from progress.catalog import CompetencyUpdated
 from progress.state import KnownCourse, LearnerState, StructureVersion
 from progress.structure import CourseStructure, LessonDef, ModuleDef
-from service.config import Settings
 from streams.dead_letters import KEPT_VALUE_BYTES, dead_letter_for
 from streams.learners import LearnerStream, TooLarge, _bounded_course
-from streams.records import TABLE_VALUE_MAX_BYTES
 from streams.state_codec import COMPRESS_FROM_BYTES, decode_state, encode_state
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)

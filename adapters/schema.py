@@ -1,4 +1,6 @@
-"""Schema migrations: ``sinks/migrations/NNN_name.sql``, applied in order, each exactly once.
+"""The PostgreSQL schema: its migrations, and the columns each row model has in it.
+
+Migrations: ``adapters/migrations/NNN_name.sql``, applied in order, each exactly once.
 
 Every process that writes or reads PostgreSQL may call ``apply_migrations`` at start. Each
 migration runs in its own transaction holding a transaction-level advisory lock, so two
@@ -11,9 +13,13 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+from progress.catalog import LearningPathRow
+from progress.models import Row, UserCompetency
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     """The packaged migration files, in version order."""
     found: dict[str, Migration] = {}
-    for entry in (files("sinks") / "migrations").iterdir():
+    for entry in (files("adapters") / "migrations").iterdir():
         match = _FILE_NAME.match(entry.name)
         if match is None:
             continue
@@ -87,3 +93,13 @@ async def _apply_one(conn: AsyncConnection, migration: Migration) -> bool:
             "insert into schema_migrations (version) values (%s)", (migration.version,)
         )
         return True
+
+
+# Model fields that are not columns: evidence rows are written to their own table.
+_NOT_COLUMNS: dict[type[Any], frozenset[str]] = {UserCompetency: frozenset({"evidence"})}
+
+
+def table_columns(model: type[Row] | type[LearningPathRow]) -> tuple[str, ...]:
+    """The columns a model's table has in common with the model, in field order."""
+    skip = _NOT_COLUMNS.get(model, frozenset())
+    return tuple(name for name in model.model_fields if name not in skip)

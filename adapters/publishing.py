@@ -22,9 +22,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from adapters.settings import Settings
 from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
 from progress.events import CourseUpdated, LearnerErasureRequested
-from service.config import Settings
 
 log = logging.getLogger(__name__)
 
