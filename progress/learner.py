@@ -218,12 +218,15 @@ class Awards:
 
 
 def derive_learner(
-    state: LearnerState, catalog: Catalog, *, late: bool = False
+    state: LearnerState, catalog: Catalog, *, before: LearnerState | None = None
 ) -> tuple[LearnerState, Awards]:
     """Re-derive paths and competencies, and award what is newly earned (once each).
 
     An award's time is the one first derived, as it would be had every fact arrived in
-    order; only a ``late`` fact (older than the learner's newest) can move it earlier.
+    order. ``before``: the learner before a late fact of its own (older than its newest);
+    that fact moves an award time earlier where it dates the award earlier than without it.
+    Nothing else moves one: not a structure or catalog change, even one that would date it
+    earlier, since it came after the award.
     """
     summaries = _enrolled(state)
     paths = {
@@ -244,17 +247,26 @@ def derive_learner(
         if cid not in acquired:
             new_competencies.append((cid, competency))
             acquired[cid] = competency.acquired_at
-        elif late and competency.acquired_at < acquired[cid]:
-            acquired[cid] = competency.acquired_at
-    paths_completed = {
-        **{pid: p.completed_at for pid, p in paths.items() if p.completed_at},
-        **state.paths_completed,  # the first completion stands
-    }
+        elif before is not None and competency.acquired_at < acquired[cid]:
+            then = before.competencies.get(cid)
+            if _moved_back(competency.acquired_at, then.acquired_at if then else None):
+                acquired[cid] = competency.acquired_at
+    paths_completed = dict(state.paths_completed)  # the first completion stands
+    for pid, path in paths.items():
+        if path.completed_at is None:
+            continue
+        first = paths_completed.get(pid)
+        if first is None:
+            paths_completed[pid] = path.completed_at
+        elif before is not None and path.completed_at < first:
+            then_path = before.paths.get(pid)
+            if _moved_back(path.completed_at, then_path.completed_at if then_path else None):
+                paths_completed[pid] = path.completed_at
     with_paths = state.model_copy(
         update={
             "paths": paths,
             "paths_completed": paths_completed,
-            "lessons_reached": _lessons_reached(state, summaries, late=late),
+            "lessons_reached": _lessons_reached(state, summaries, before),
         }
     )
     new_achievements = []
@@ -266,8 +278,10 @@ def derive_learner(
         if aid not in earned:
             new_achievements.append((achievement, met_at))
             earned[aid] = met_at
-        elif late and met_at < earned[aid]:
-            earned[aid] = met_at
+        elif before is not None and met_at < earned[aid]:
+            then_met = criterion_met_at(achievement.criteria, before, before.paths)
+            if _moved_back(met_at, then_met):
+                earned[aid] = met_at
     derived = with_paths.model_copy(
         update={
             "competencies": competencies,
@@ -278,17 +292,30 @@ def derive_learner(
     return derived, Awards(new_achievements, new_competencies)
 
 
+def _moved_back(now: datetime, then: datetime | None) -> bool:
+    """Whether a late fact dates something earlier: ``now`` with it, ``then`` without it."""
+    return then is None or now < then
+
+
 def _lessons_reached(
-    state: LearnerState, summaries: dict[str, CourseSummary], *, late: bool
+    state: LearnerState, summaries: dict[str, CourseSummary], before: LearnerState | None
 ) -> tuple[datetime, ...]:
     """``LearnerState.lessons_reached`` after this derivation: a count reached for the first
-    time is recorded at the n-th lesson's time; a late fact may move a recorded one earlier."""
+    time is recorded at the n-th lesson's time; a late fact (``before``: the learner without
+    it) may move a recorded one earlier, where it dates the n-th lesson earlier."""
     counted = sorted(t for s in summaries.values() for t in s.lesson_completions)
     reached = list(state.lessons_reached)
+    then: list[datetime] = []
+    if before is not None and any(at < reached[n] for n, at in enumerate(counted[: len(reached)])):
+        then = sorted(t for s in _enrolled(before).values() for t in s.lesson_completions)
     for n, at in enumerate(counted):
         if n >= len(reached):
             reached.append(at)
-        elif late and at < reached[n]:
+        elif (
+            before is not None
+            and at < reached[n]
+            and _moved_back(at, then[n] if n < len(then) else None)
+        ):
             reached[n] = at
     return tuple(reached)
 

@@ -64,7 +64,7 @@ from progress.rollup import (
 )
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
-from progress.state import CourseState, KnownCourse, LearnerState
+from progress.state import CourseState, CourseSummary, KnownCourse, LearnerState
 from progress.structure import DEFAULT_PASS_MARK
 
 
@@ -205,12 +205,15 @@ def _conclude(
     """
     published: list[PublishedEvent] = []
     candidate = base
+    # A late fact of the learner's own: ``before`` is the learner without it.
+    late = learner_fact and original is not None and event_time < original.updated_at
+    before = original if late else None
     if focus is not None:
         course_id, course, known = focus
-        course = _derive_course(base.user_id, course_id, course, known, published)
+        was = before.courses.get(course_id) if before is not None else None
+        course = _derive_course(base.user_id, course_id, course, known, published, was)
         candidate = with_course(base, course_id, course)
-    late = learner_fact and original is not None and event_time < original.updated_at
-    candidate, awards = derive_learner(candidate, catalog, late=late)
+    candidate, awards = derive_learner(candidate, catalog, before=before)
     candidate = candidate.model_copy(
         update={"award_points": achievement_points(candidate, catalog)}
     )
@@ -263,8 +266,15 @@ def _derive_course(
     course: CourseState,
     known: KnownCourse | None,
     published: list[PublishedEvent],
+    before: CourseState | None = None,
 ) -> CourseState:
-    """The course with its summary and once-only marks, appending what to publish."""
+    """The course with its summary and once-only marks, appending what to publish.
+
+    ``completion_announced_at`` is when the course was first completed, as in event-time
+    order: set once, with CourseCompleted. ``before``: the course before a late fact of the
+    learner's own; if that fact completes the course earlier than it did without it, the
+    time moves back (the event published keeps its). A structure change never moves it.
+    """
     structure = known.structure if known else None
     attempts = dict(course.quiz_attempts)
     for attempt_id, attempt in course.quiz_attempts.items():
@@ -304,7 +314,18 @@ def _derive_course(
     )
     summary = summarize_course(course_id, course, known) if course.enrolled else None
     course = course.model_copy(update={"summary": summary})
-    if summary is None or course.completion_announced_at is not None:
+    announced_at = course.completion_announced_at
+    if summary is None:
+        return course
+    if announced_at is not None:
+        if before is None or before.summary is None:
+            return course
+        # Only what the late fact itself moved: a structure change since the announcement
+        # may date the completion earlier too, and that does not rewrite it.
+        now = _completed_at(course_id, course, summary, known)
+        then = _completed_at(course_id, before, before.summary, known)
+        if now is not None and now < announced_at and (then is None or now < then):
+            course = course.model_copy(update={"completion_announced_at": now})
         return course
     completed = summary if summary.status == "completed" else None
     completed = completed or completed_under_earlier_structure(course_id, course, known)
@@ -319,6 +340,17 @@ def _derive_course(
             )
         )
     return course
+
+
+def _completed_at(
+    course_id: str, course: CourseState, summary: CourseSummary, known: KnownCourse | None
+) -> datetime | None:
+    """The earliest time the course is completed at, now or under the structure in force
+    then (the older structures are summarized: for late facts only)."""
+    times = [summary.completed_at if summary.status == "completed" else None]
+    earlier = completed_under_earlier_structure(course_id, course, known)
+    times.append(earlier.completed_at if earlier else None)
+    return min((t for t in times if t is not None), default=None)
 
 
 def _award_events(state: LearnerState, awards: Awards, catalog: Catalog) -> list[PublishedEvent]:
