@@ -34,6 +34,7 @@ from progress.events import (
     CourseUpdated,
     ExternalEvidenceRecorded,
     LearnerProfileUpdated,
+    LessonCompleted,
     UserEnrolled,
     assignment_activity_adapter,
     lesson_activity_adapter,
@@ -41,6 +42,7 @@ from progress.events import (
 )
 from progress.schema import stable_id
 from tests.oracle import KEYS, Event, Expected, Key, Once
+from tests.oracle import expected as oracle_expected
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 DAY = 1440
@@ -255,6 +257,7 @@ def scenarios(
     allow: frozenset[str] = frozenset(),
     scoped_awards: bool = False,
     one_attempt_per_quiz: bool = False,
+    late_repeats: bool = False,
 ) -> Scenario:
     """A world of a few learners and courses, and everything that happens in it.
 
@@ -265,6 +268,9 @@ def scenarios(
     an achievement applies to every learner of the service (for the shared real pipeline).
     ``one_attempt_per_quiz``: no learner's attempts renumbered by a late earlier one, which
     the sink cannot store (tests/integration/test_oracle_pipeline.py).
+    ``late_repeats`` (with ``in_order``): a lesson completed twice may have its first
+    completion arrive late, anywhere after the second: a late fact of the learner's own, which
+    moves award times back to when they were met (docs/reliability.md).
     """
     d = _Draw(draw, prefix, allow, scoped_awards)
     d.one_attempt_per_quiz = one_attempt_per_quiz
@@ -293,14 +299,68 @@ def scenarios(
     for user in users:
         log += _learner(d, user, [d.p(c) for c in courses], items)
 
+    if late_repeats:
+        log += _earlier_repeats(d, log)
     arrivals = list(log)
     twice = d(st.lists(st.integers(0, len(log) - 1), max_size=6, unique=True))
     if in_order:
         arrivals = sorted(arrivals, key=lambda e: (e.event_time, e.event_id or ""))
         arrivals = [x for e in arrivals for x in ([e, e] if log.index(e) in twice else [e])]
+        if late_repeats:
+            arrivals = _late_repeats(d, arrivals)
     else:
         arrivals = d(st.permutations([*log, *(log[i] for i in twice)]))
     return Scenario(prefix, users, tuple(log), tuple(arrivals))
+
+
+def _earlier_repeats(d: _Draw, log: list[Event]) -> list[Event]:
+    """Perhaps a second completion, a little earlier, of the lesson whose completion
+    completed a course (by the oracle, in event-time order)."""
+    courses = oracle_expected(log).tables["course_progress"]
+    done = {(*key, row["completed_at"]) for key, row in courses.items() if row["completed_at"]}
+    repeats: list[Event] = []
+    for e in log:
+        if (
+            not isinstance(e, LessonCompleted)
+            or (e.user_id, e.course_id, e.completed_at) not in done
+        ):
+            continue
+        later = int((e.completed_at - T0).total_seconds()) // 60
+        minute = d.clock.activity(later - d(st.integers(1, 90)))
+        if minute < later and not d.chance(4):
+            data = e.model_dump(mode="json", exclude={"event_id"}) | {"completed_at": at(minute)}
+            repeats.append(lesson_activity_adapter.validate_python(data))
+    return repeats
+
+
+def _late_repeats(d: _Draw, arrivals: list[Event]) -> list[Event]:
+    """``arrivals`` (in event-time order) with the first of some lessons' two completions
+    (and its duplicate) moved to a drawn place after the second, passing only learners' own
+    facts: a structure or catalog change in between may date an award by what it knew, which
+    a later-arriving fact cannot take back (see ``test_oracle_core``)."""
+    completions: dict[tuple[str, str, str], list[Event]] = {}
+    for e in arrivals:
+        if isinstance(e, LessonCompleted):
+            found = completions.setdefault((e.user_id, e.course_id, e.lesson_id), [])
+            if e not in found:
+                found.append(e)
+    for first, second, *_ in (found for found in completions.values() if len(found) > 1):
+        copies = [e for e in arrivals if e is first]
+        rest = [e for e in arrivals if e is not first]
+        start = next(i for i, e in enumerate(rest) if e.event_time > first.event_time)
+        after = max(i for i, e in enumerate(rest) if e is second) + 1
+        end = next((i for i in range(start, len(rest)) if _of_the_world(rest[i])), len(rest))
+        if after <= end and d(st.booleans()):
+            place = d(st.integers(after, end))
+            arrivals = [*rest[:place], *copies, *rest[place:]]
+    return arrivals
+
+
+def _of_the_world(e: Event) -> bool:
+    """A course structure or catalog entry, not a learner's own fact."""
+    return isinstance(
+        e, CourseUpdated | LearningPathUpdated | CompetencyUpdated | AchievementUpdated
+    )
 
 
 def _catalog(d: _Draw, courses: list[str]) -> list[Event]:

@@ -518,3 +518,41 @@ def test_structure_change_reevaluates_quizzes_against_the_new_pass_mark() -> Non
     outcome = on_course_known(outcomes[-1].state, easier, Catalog())
     assert outcome.snapshot.quiz_attempts[0].passed is True
     assert outcome.snapshot.course_progress[0].status == "completed"
+
+
+def test_a_late_earlier_completion_moves_completion_awards_back() -> None:
+    """docs/catalogs.md: an earlier fact that arrives late moves EarnedAt back to when the
+    criterion was met, for completions too (the course's and path's CompletedAt move back)."""
+    catalog = Catalog(
+        learning_paths={"p": LearningPathUpdated(id="p", course_ids=("c",), updated_at=at(-120))},
+        achievements={
+            a.id: a
+            for a in [
+                achievement("finisher", "course-completed", course_id="c"),
+                achievement("one-course", "courses", count=1),
+                achievement("pathfinder", "learning-path-completed", learning_path_id="p"),
+            ]
+        },
+    )
+    courses = {"c": structure("c", modules=[{"id": "m1", "lessons": [{"id": "l1"}, {"id": "l2"}]}])}
+    in_arrival_order = [
+        enroll("c", -60),  # 08:00
+        lesson_done("l1", 0, cid="c"),  # 09:00
+        lesson_done("l2", 180, cid="c"),  # 12:00: the course and path complete
+        lesson_done("l2", 60, cid="c"),  # 10:00, arriving last
+    ]
+    outcomes = play(in_arrival_order, courses, catalog)
+    ten = T0 + timedelta(minutes=60)
+    final = outcomes[-1].snapshot
+    assert final.course_progress[0].completed_at == ten
+    assert final.learning_path_progress[0].completed_at == ten
+    assert {a.achievement_id: a.earned_at for a in final.user_achievements} == {
+        "finisher": ten,
+        "one-course": ten,
+        "pathfinder": ten,
+    }
+    # Published once each, when first seen: the events keep their time.
+    earned = published(outcomes, AchievementEarned)
+    assert sorted(e.achievement_id for e in earned) == ["finisher", "one-course", "pathfinder"]
+    assert {e.earned_at for e in earned} == {T0 + timedelta(minutes=180)}
+    assert len(published(outcomes, CourseCompleted)) == 1

@@ -239,12 +239,13 @@ def test_the_core_converges_on_the_oracle_whatever_the_arrival_order(scenario: S
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios(in_order=True))
+@given(scenarios(in_order=True, late_repeats=True))
 def test_in_event_time_order_the_core_publishes_and_awards_as_the_oracle(
     scenario: Scenario,
 ) -> None:
-    """In event-time order (duplicates included): also every once-event and every award,
-    with its time, as the oracle's history has them."""
+    """In event-time order (duplicates included, and a lesson's first completion perhaps
+    arriving after its second): also every once-event and every award, with its time, as the
+    oracle's history has them."""
     problems = core_problems(scenario, history=True)
     assert not problems, "\n".join(problems)
 
@@ -616,3 +617,67 @@ def test_late_earlier_evidence_moves_acquired_at_back() -> None:
     row = expected(arrivals).tables["user_competencies"][("u1", "k1")]
     assert row["acquired_at"] == _t(5)
     assert check(arrivals) == []
+
+
+def test_a_late_repeat_of_a_completion_moves_completion_awards_back() -> None:
+    two_lessons = [{"id": "m1", "lessons": [{"id": "l1"}, {"id": "l2"}]}]
+    arrivals = [
+        course(-120, two_lessons),
+        path(-120, ["c1"]),
+        AchievementUpdated.model_validate(
+            {
+                "id": "h1",
+                "name": "H1",
+                "criteria": {"kind": "course-completed"},
+                "updated_at": _t(-110),
+            }
+        ),
+        AchievementUpdated.model_validate(
+            {
+                "id": "h2",
+                "name": "H2",
+                "criteria": {"kind": "courses", "count": 1},
+                "updated_at": _t(-110),
+            }
+        ),
+        AchievementUpdated.model_validate(
+            {
+                "id": "h3",
+                "name": "H3",
+                "criteria": {"kind": "learning-path-completed"},
+                "updated_at": _t(-110),
+            }
+        ),
+        enroll(-60),
+        lesson("LessonCompleted", 0),
+        lesson("LessonCompleted", 180, lesson_id="l2"),
+        lesson("LessonCompleted", 60, lesson_id="l2"),  # earlier, arriving after the completion
+    ]
+    got = expected(arrivals).tables["user_achievements"]
+    assert {key[1]: row["earned_at"] for key, row in got.items()} == dict.fromkeys(
+        ("h1", "h2", "h3"), _t(60)
+    )
+    assert check(arrivals) == []  # was: earned_at minute 180 for all three
+
+
+def test_a_late_fact_does_not_carry_back_what_a_structure_change_dated_earlier() -> None:
+    # Found by the in-order property with late repeats: the new structure counts the
+    # assignment from its submission (minute 8), not its grade (9), but k1 was acquired at 9;
+    # a late repeat of an unrelated lesson completion moved AcquiredAt to 8.
+    graded = {
+        "id": "a1",
+        "completion": "graded",
+        "competencies": [{"competency_id": "k1", "level": 80}],
+    }
+    submitted = {**graded, "completion": "submitted"}
+    arrivals = [
+        course(-60, [{"id": "m1", "lessons": [{"id": "l1"}], "assignments": [graded]}]),
+        enroll(0),
+        lesson("LessonCompleted", 4),
+        assignment("AssignmentSubmitted", 8, submission_type="text"),
+        assignment("AssignmentGraded", 9, score=0.0, graded_by="t"),
+        course(30, [{"id": "m1", "lessons": [{"id": "l1"}], "assignments": [submitted]}]),
+        lesson("LessonCompleted", 3),  # earlier, arriving late
+    ]
+    assert expected(arrivals).tables["user_competencies"][("u1", "k1")]["acquired_at"] == _t(9)
+    assert check(arrivals) == []  # was: acquired_at minute 8
