@@ -5,6 +5,7 @@ real stack: events and catalog entries into Kafka, rows out of PostgreSQL, event
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -266,3 +267,51 @@ async def test_quiz_events_out_of_order_count_as_in_order(
     assert attempt["started_at"].isoformat() == "2026-05-04T08:01:00+00:00"
     completions = await published_json(settings, settings.topics.quiz_completed, lms.user)
     assert len(completions) == 1
+
+
+async def test_a_late_earlier_completion_moves_completion_awards_back(
+    lms: Lms, pg_pool: AsyncConnectionPool, settings: Settings
+) -> None:
+    """Course c (l1, l2), path p = [c], one achievement of each completion kind; l2 done at
+    12:00, then a late l2 at 10:00: course, path and all three awards say 10:00, and each
+    once-event was published once, at 12:00."""
+    path = f"p-{lms.course}"
+    await lms.catalog(
+        settings.topics.learning_paths,
+        {"id": path, "title": "P", "course_ids": [lms.course], "updated_at": at(0)},
+    )
+    criteria = {
+        "course": {"kind": "course-completed", "course_id": lms.course},
+        "courses": {"kind": "courses", "count": 1},
+        "path": {"kind": "learning-path-completed", "learning_path_id": path},
+    }
+    awards = {f"{name}-{lms.course}": c for name, c in criteria.items()}
+    for award, c in awards.items():
+        entry = {"id": award, "name": award, "criteria": c, "updated_at": at(0)}
+        await lms.catalog(settings.topics.achievements, entry)
+    await lms.structure({"m1": ["l1", "l2"]})
+    await lms.enroll(0)  # 08:00
+    await lms.complete("l1", 60)  # 09:00
+    await lms.complete("l2", 240)  # 12:00
+    sql = "select achievement_id, earned_at from user_achievements where user_id = %s"
+    await rows_when(pg_pool, sql, lms.user, count=3)
+    await lms.complete("l2", 120)  # 10:00, late
+
+    ten = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+    earned = await rows_when(
+        pg_pool, sql, lms.user, count=3, where=lambda f: all(r["earned_at"] == ten for r in f)
+    )
+    assert {r["achievement_id"] for r in earned} == set(awards)
+    course = await course_when(pg_pool, lms, lambda r: r["status"] == "completed")
+    [done] = await rows(
+        pg_pool, "select completed_at from course_progress where user_id = %s", lms.user
+    )
+    assert done["completed_at"] == ten and course["percent_complete"] == 100.0
+    [walked] = await rows(
+        pg_pool, "select completed_at from learning_path_progress where user_id = %s", lms.user
+    )
+    assert walked["completed_at"] == ten
+    published = await published_json(settings, settings.topics.achievement_earned, lms.user)
+    assert sorted((a["achievement_id"], a["earned_at"]) for a in published) == sorted(
+        (award, "2026-05-04T12:00:00Z") for award in awards
+    )
