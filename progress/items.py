@@ -23,7 +23,13 @@ from datetime import datetime
 
 from progress.events import AssignmentContent, AssignmentGraded, ConsumedEvent, QuizQuestionAnswered
 from progress.facts import answer_digest, submission_digest
-from progress.models import AssignmentSubmission, QuizAttempt, QuizQuestionResponse
+from progress.models import (
+    AssignmentSubmission,
+    AttemptStatus,
+    QuizAttempt,
+    QuizQuestionResponse,
+    SubmissionStatus,
+)
 from progress.schema import stable_id
 from progress.state import AttemptState, CourseState, SubmissionState, content_digest
 from progress.structure import DEFAULT_PASS_MARK, AssignmentDef, CourseStructure, QuizDef
@@ -111,7 +117,9 @@ def attempt_rows(
         answered = len(a.responses)
         correct = sum(1 for r in a.responses.values() if r.correct)
         questions = attempt_questions(a)
-        status = "completed" if a.submitted_at else "abandoned" if a.abandoned_at else "in-progress"
+        status: AttemptStatus = (
+            "completed" if a.submitted_at else "abandoned" if a.abandoned_at else "in-progress"
+        )
         rows.append(
             QuizAttempt(
                 id=row_id,
@@ -180,7 +188,7 @@ def submission_row(
     assignment = structure.assignment(s.assignment_id) if structure else None
     default_max = assignment.max_score if assignment else 100.0
     grade = s.grade
-    status = "graded" if grade else "submitted" if s.submitted_at else "draft"
+    status: SubmissionStatus = "graded" if grade else "submitted" if s.submitted_at else "draft"
     content: tuple[str | None, str | None, str | None] = (None, None, None)
     if not s.content_digest:
         content = ("", "", "")
@@ -208,7 +216,7 @@ def submission_row(
         lesson_id=s.lesson_id,
         assignment_id=s.assignment_id,
         status=status,
-        submission_type=s.submission_type,  # type: ignore[arg-type]
+        submission_type=s.submission_type,
         text_content=content[0],
         file_url=content[1],
         link_url=content[2],

@@ -202,7 +202,7 @@ def criterion_met_at(
             }
             if criterion.learning_path_id is not None:
                 return done.get(criterion.learning_path_id)
-            return _nth(list(done.values()), 1)  # type: ignore[arg-type]
+            return _nth(list(done.values()), 1)
         case "streak":
             return _streak_met_at(state.activity_days, criterion.count)
     return None
@@ -214,7 +214,7 @@ def criterion_met_at(
 @dataclass(frozen=True)
 class Awards:
     achievements: list[tuple[AchievementUpdated, datetime]]
-    competencies: list[tuple[str, CompetencySummary]]
+    competencies: list[tuple[str, CompetencySummary, datetime]]  # with the time acquired
 
 
 def derive_learner(
@@ -245,7 +245,7 @@ def derive_learner(
         if competency.acquired_at is None:
             continue
         if cid not in acquired:
-            new_competencies.append((cid, competency))
+            new_competencies.append((cid, competency, competency.acquired_at))
             acquired[cid] = competency.acquired_at
         elif before is not None and competency.acquired_at < acquired[cid]:
             then = before.competencies.get(cid)

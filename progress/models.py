@@ -20,6 +20,9 @@ from typing import ClassVar, Literal, TypeVar
 from progress.schema import OutputModel
 
 ProgressStatus = Literal["not-started", "in-progress", "completed"]
+AttemptStatus = Literal["in-progress", "completed", "abandoned"]
+SubmissionStatus = Literal["draft", "submitted", "graded"]
+SubmissionType = Literal["text", "file", "link"]
 
 
 class Row(OutputModel):
@@ -117,7 +120,7 @@ class QuizAttempt(VersionedRow):
     module_id: str
     lesson_id: str
     quiz_id: str
-    status: Literal["in-progress", "completed", "abandoned"]
+    status: AttemptStatus
     score: float
     total_questions: int
     correct_answers: int
@@ -153,8 +156,8 @@ class AssignmentSubmission(VersionedRow):
     module_id: str
     lesson_id: str
     assignment_id: str
-    status: Literal["draft", "submitted", "graded"]
-    submission_type: Literal["text", "file", "link"]
+    status: SubmissionStatus
+    submission_type: SubmissionType
     text_content: str | None
     file_url: str | None
     link_url: str | None

@@ -365,7 +365,7 @@ def _award_events(state: LearnerState, awards: Awards, catalog: Catalog) -> list
                 earned_at=earned_at,
             )
         )
-    for competency_id, summary in awards.competencies:
+    for competency_id, summary, acquired_at in awards.competencies:
         entry = catalog.competencies.get(competency_id)
         events.append(
             CompetencyAcquired(
@@ -374,7 +374,7 @@ def _award_events(state: LearnerState, awards: Awards, catalog: Catalog) -> list
                 competency_id=competency_id,
                 competency_name=entry.name if entry else competency_id,
                 level=summary.level,
-                acquired_at=summary.acquired_at,
+                acquired_at=acquired_at,
             )
         )
     return events

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from progress.models import ProgressStatus
+from progress.models import ProgressStatus, SubmissionType
 from progress.structure import CourseStructure
 
 
@@ -112,7 +112,7 @@ class SubmissionState(StateModel):
     lesson_id: str
     first_seen_at: datetime
     last_activity_at: datetime
-    submission_type: str
+    submission_type: SubmissionType
     # Of (text_content, file_url, link_url): the content passes through to the row
     # (``items.submission_row``), only its digest is kept, so the state stays small.
     content_digest: str = ""
