@@ -25,7 +25,7 @@ COURSE_ID = "demo-python-101"
 PATH_ID = "demo-python-track"
 COMPETENCY_ID = "demo-python-basics"
 
-STRUCTURE = {
+STRUCTURE: dict[str, Any] = {
     "id": COURSE_ID,
     "title": "Python 101",
     "competencies": [{"competency_id": COMPETENCY_ID, "level": 20}],
@@ -61,7 +61,7 @@ def _catalogs(t: Topics, start: datetime) -> list[tuple[str, dict[str, Any]]]:
     def achievement(aid: str, name: str, points: int, **criteria: Any) -> dict[str, Any]:
         return {"id": aid, "name": name, "points": points, "criteria": criteria}
 
-    entries = [
+    entries: list[tuple[str, dict[str, Any]]] = [
         (t.course_updates, STRUCTURE),
         (t.competencies, {"id": COMPETENCY_ID, "name": "Python basics", "level": "beginner"}),
         (t.learning_paths, {"id": PATH_ID, "title": "Python track", "course_ids": [COURSE_ID]}),
@@ -116,7 +116,7 @@ def _steps(t: Topics, user_id: str, start: datetime) -> list[Step]:
                 f"lesson {lesson_id} completed",
                 t.lesson_activity,
                 {**ids, "type": "LessonCompleted", "completed_at": when(minute + 6)},
-                lambda v, lid=lesson_id: _lesson_done(v, lid),
+                lambda v: _lesson_done(v, lesson_id),
             ),
         ]
 
@@ -161,7 +161,7 @@ def _steps(t: Topics, user_id: str, start: datetime) -> list[Step]:
                     "submitted_at": when(minute + 5),
                     "time_spent": 95,
                 },
-                lambda v, n=attempt_id: _attempt_shown(v, n),
+                lambda v: _attempt_shown(v, attempt_id),
             )
         )
         return steps
@@ -217,7 +217,7 @@ def _steps(t: Topics, user_id: str, start: datetime) -> list[Step]:
 
 
 def _lesson_done(view: dict[str, Any], lesson_id: str) -> bool:
-    order = [x["id"] for m in STRUCTURE["modules"] for x in m["lessons"]]  # type: ignore[index]
+    order = [x["id"] for m in STRUCTURE["modules"] for x in m["lessons"]]
     return view["completed_lessons"] >= order.index(lesson_id) + 1
 
 
