@@ -78,9 +78,9 @@ async def _serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
-async def start_api(settings: Settings, **runner_args: bool) -> web.AppRunner:
+async def start_api(settings: Settings, *, handle_signals: bool = False) -> web.AppRunner:
     """The API listening on ``API_HOST:API_PORT``; ``runner.cleanup()`` stops it."""
-    runner = ApiRunner(create_app(settings), **runner_args)
+    runner = ApiRunner(create_app(settings), handle_signals=handle_signals)
     await runner.setup()
     await web.TCPSite(runner, settings.api_host, settings.api_port).start()
     log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)

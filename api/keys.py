@@ -9,11 +9,12 @@ from redis.asyncio import Redis
 from adapters.cache import ProgressCache
 from adapters.publishing import CatalogPublisher
 from adapters.settings import Settings
-from api.auth import NoAuth, TokenVerifier
+from api.auth import Authenticator
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", AsyncConnectionPool)
 REDIS = web.AppKey("redis", Redis)
 CACHE = web.AppKey("cache", ProgressCache)
 PUBLISHER = web.AppKey("publisher", CatalogPublisher)
-AUTH = web.AppKey("auth", TokenVerifier | NoAuth)
+# A union is no class to pass as the second argument: the key takes it as its type argument.
+AUTH = web.AppKey[Authenticator]("auth")
