@@ -438,8 +438,8 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
             # Deletions before any upsert: the kept snapshots come after the erasures, and
             # the version guard must not compare a re-created learner's rows with erased ones.
             if erased:
-                for model in LEARNER_MODELS:
-                    await cursor.execute(_ERASE[model], (erased,))
+                for learner_model in LEARNER_MODELS:
+                    await cursor.execute(_ERASE[learner_model], (erased,))
             # A fixed table order and sorted ids: two sinks overlapping during a rebalance
             # lock rows in the same order and cannot deadlock each other.
             for model in staged:
@@ -523,5 +523,5 @@ _RETRACT_LEARNER_WIDE = tuple(
 )
 
 
-def _parent_ids(grouped: Mapping[type[Row], list[Row]], model: type[Row]) -> list[str]:
+def _parent_ids(grouped: Mapping[type[Row], Sequence[Row]], model: type[Row]) -> list[str]:
     return sorted(row.id for row in grouped.get(model, []))
