@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from faust.streams import _current_event
+from faust.streams import _current_event, current_event
 from faust.types import EventT, Message, TableT, TopicT
 
 from adapters.settings import Settings
@@ -110,7 +110,7 @@ class TooLarge(Exception):
     """What an event would write is over a record limit: the event is refused."""
 
 
-_CATALOG_KINDS = {
+_CATALOG_KINDS: dict[type[CatalogEntry], str] = {
     LearningPathUpdated: "learning-path",
     CompetencyUpdated: "competency",
     AchievementUpdated: "achievement",
@@ -277,11 +277,11 @@ class LearnerStream:
             if isinstance(event, UserEnrolled):
                 outcome = on_enrollment(state, event, known, catalog)
             elif isinstance(event, LessonEvent):
-                outcome = on_lesson_activity(state, event, known, catalog)  # type: ignore[arg-type]
+                outcome = on_lesson_activity(state, event, known, catalog)
             elif isinstance(event, QuizEvent):
-                outcome = on_quiz_activity(state, event, known, catalog)  # type: ignore[arg-type]
+                outcome = on_quiz_activity(state, event, known, catalog)
             else:
-                outcome = on_assignment_activity(state, event, known, catalog)  # type: ignore[arg-type]
+                outcome = on_assignment_activity(state, event, known, catalog)
         grown = _GROWTH_PER_EVENT + _GROWTH_PER_BYTE * len(message.value or b"")
         self._growth[event.user_id] = self._growth.get(event.user_id, 0) + grown
         self._fits(outcome.state)
@@ -476,7 +476,7 @@ class LearnerStream:
 
     def _event_for_write(self) -> EventT:
         # Any event of the learner's partition: table writes are routed by it.
-        event = self._event or _current_event.get(lambda: None)()
+        event = self._event or current_event()
         if event is None:
             raise RuntimeError("a learner's state can only be written while handling an event")
         return event
