@@ -74,9 +74,7 @@ async def _seek_all(
 async def seek_partitions_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
     """``AIOKafkaConsumerThread.seek_to_committed``, for every assigned input partition."""
     changelog_topics = frozenset(self.consumer.app.tables.changelog_topics)
-    return await self.call_thread(  # type: ignore[no-any-return]
-        _seek_all, self._ensure_consumer(), changelog_topics
-    )
+    return await self.call_thread(_seek_all, self._ensure_consumer(), changelog_topics)
 
 
 async def perform_seek(self: Consumer) -> None:
@@ -92,7 +90,7 @@ async def perform_seek(self: Consumer) -> None:
         # The last offset read, so that a first record past ``start`` is seen as a gap.
         self._read_offset[tp] = None if start is None else start - 1
     # Last: records the drain loop holds from before this point are not handed over.
-    self._seeks = _seeks(self) + 1
+    self._seeks = _seeks(self) + 1  # type: ignore[attr-defined]  # a count Faust does not keep
 
 
 def _seeks(consumer: Consumer) -> int:
@@ -155,7 +153,7 @@ async def drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma: 
                         # Faust tested ``r_offset`` for truth: after a seek to offset 1 (last
                         # read: 0), a transaction marker there held the commit back for good.
                         skipped = r_offset is not None and offset - r_offset > 1
-                        if skipped and acks_enabled_for(message.topic):
+                        if skipped and r_offset is not None and acks_enabled_for(message.topic):
                             await self._add_gap(tp, r_offset + 1, offset)
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
