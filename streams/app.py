@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.types import TableT
 
 from adapters.settings import Settings
 from adapters.topics import PRODUCER_MAX_REQUEST_BYTES, TABLE_VALUE_MAX_BYTES, consumed_kinds
@@ -95,7 +96,7 @@ def create_app(settings: Settings) -> faust.App:
     kinds = consumed_kinds(t)
 
     # Tables: changelog-backed, partitioned like the learner input.
-    def table(name: str, help_: str, **options: Any) -> faust.TableT:
+    def table(name: str, help_: str, **options: Any) -> TableT[Any, Any]:
         return app.Table(
             name,
             default=None,
@@ -142,11 +143,12 @@ def create_app(settings: Settings) -> faust.App:
 
     # Whatever the worker keeps in memory of the tables is dropped whenever partitions move:
     # another worker may have changed a partition's state while it was away from this one.
-    @app.on_partitions_revoked.connect
+    # (mode's handler type, with its string-named signal= argument, admits no function.)
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_cached(sender: Any, revoked: Any, **kwargs: Any) -> None:
         learner_stream.forget_cached()
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def forget_cached_on_assignment(sender: Any, assigned: Any, **kwargs: Any) -> None:
         learner_stream.forget_cached()
 
@@ -156,7 +158,8 @@ def create_app(settings: Settings) -> faust.App:
         # In batches: one wait for the deliveries of a whole batch's published events
         # instead of a broker round trip per event (streams/learners.py). Faust acks the
         # batch's events, so their offsets can be committed, only after the batch is done.
-        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
+        # Faust's Stream has take_events; its abstract StreamT does not declare it.
+        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
             try:
                 await learner_stream.handle_batch(events)
             except Exception as error:
