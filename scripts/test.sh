@@ -8,4 +8,6 @@ scripts/stack.sh up
 scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/lint-imports
 .venv/bin/pytest "$@"
