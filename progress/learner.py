@@ -24,6 +24,7 @@ from progress.catalog import AchievementUpdated, CompetencyUpdated, Criterion, L
 from progress.facts import earliest, latest
 from progress.models import (
     CompetencyEvidence,
+    CompetencyStatus,
     LearningPathProgress,
     UserAchievement,
     UserCompetency,
@@ -71,6 +72,7 @@ def summarize_path(
         started = earliest(started, summaries[cid].started_at)
         last = latest(last, summaries[cid].last_activity_at)
     complete = total > 0 and len(done) == total
+    done_at = [t for c in done if (t := summaries[c].completed_at) is not None]
     enrolled_at = [state.courses[cid].enrolled_at for cid in on_path]
     created_at = min(t for t in enrolled_at if t is not None)
     return PathSummary(
@@ -80,7 +82,7 @@ def summarize_path(
         completed_courses=len(done),
         current_course_id=next((c for c in path.course_ids if c not in done), ""),
         started_at=started,
-        completed_at=max(summaries[c].completed_at for c in done) if complete else None,  # type: ignore[type-var]
+        completed_at=max(done_at, default=None) if complete else None,
         last_activity_at=last,
         created_at=created_at,
         updated_at=max(t for t in (last, path.updated_at, created_at) if t is not None),
@@ -97,7 +99,9 @@ def summarize_competency(
     older versions of external evidence, of any competency)."""
     ordered = sorted(evidence, key=lambda e: (e.at, e.type, e.reference_id))
     level = min(100, sum(fact.level for fact in ordered))
-    status = "mastered" if level >= MASTERY_LEVEL else "in-progress" if level > 0 else "not-started"
+    status: CompetencyStatus = (
+        "mastered" if level >= MASTERY_LEVEL else "in-progress" if level > 0 else "not-started"
+    )
     return CompetencySummary(
         level=level,
         status=status,
@@ -354,7 +358,7 @@ def competency_rows(state: LearnerState) -> list[UserCompetency]:
                 user_id=state.user_id,
                 version=state.version,
                 user_competency_id=row_id,
-                type=e.type,  # type: ignore[arg-type]
+                type=e.type,
                 reference_id=e.reference_id,
                 description=e.description,
                 url=e.url,
@@ -370,7 +374,7 @@ def competency_rows(state: LearnerState) -> list[UserCompetency]:
                 version=state.version,
                 competency_id=cid,
                 level=c.level,
-                status=c.status,  # type: ignore[arg-type]
+                status=c.status,
                 evidence=evidence,
                 # Once acquired, always: a later loss of evidence does not undo the history.
                 acquired_at=state.competencies_acquired.get(cid),

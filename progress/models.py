@@ -23,6 +23,8 @@ ProgressStatus = Literal["not-started", "in-progress", "completed"]
 AttemptStatus = Literal["in-progress", "completed", "abandoned"]
 SubmissionStatus = Literal["draft", "submitted", "graded"]
 SubmissionType = Literal["text", "file", "link"]
+EvidenceType = Literal["course", "quiz", "assignment", "external"]
+CompetencyStatus = Literal["not-started", "in-progress", "mastered"]
 
 
 class Row(OutputModel):
@@ -201,7 +203,7 @@ class Competency(Row):
 class CompetencyEvidence(VersionedRow):
     table: ClassVar[str] = "competency_evidence"
     user_competency_id: str
-    type: Literal["course", "quiz", "assignment", "external"]
+    type: EvidenceType
     reference_id: str
     description: str
     url: str
@@ -213,7 +215,7 @@ class UserCompetency(VersionedRow):
     table: ClassVar[str] = "user_competencies"
     competency_id: str
     level: int
-    status: Literal["not-started", "in-progress", "mastered"]
+    status: CompetencyStatus
     evidence: list[CompetencyEvidence]
     acquired_at: datetime | None
     created_at: datetime

@@ -220,7 +220,7 @@ def _conclude(
     published += _award_events(candidate, awards, catalog)
 
     changed = original is None or not _same_facts(candidate, original)
-    if changed:
+    if changed or original is None:  # changed already implies the latter: it narrows for mypy
         state = candidate.model_copy(
             update={
                 "version": base.version + 1,
@@ -229,7 +229,7 @@ def _conclude(
             }
         )
     else:
-        state = original  # type: ignore[assignment]
+        state = original
 
     snapshot = _snapshot(state, catalog, focus, touched)
     if changed and focus is not None and snapshot.course_progress:

@@ -32,6 +32,7 @@ from progress.items import (
 )
 from progress.models import (
     CourseProgress,
+    EvidenceType,
     LessonProgress,
     ModuleProgress,
     ProgressStatus,
@@ -184,7 +185,9 @@ def _figures(module: ModuleDef, course: CourseState) -> _ModuleFigures:
     return figures
 
 
-def _fact(grant: CompetencyGrant, kind: str, reference_id: str, at: datetime) -> EvidenceFact:
+def _fact(
+    grant: CompetencyGrant, kind: EvidenceType, reference_id: str, at: datetime
+) -> EvidenceFact:
     return EvidenceFact(
         competency_id=grant.competency_id,
         type=kind,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from progress.models import ProgressStatus, SubmissionType
+from progress.models import CompetencyStatus, EvidenceType, ProgressStatus, SubmissionType
 from progress.structure import CourseStructure
 
 
@@ -131,7 +131,7 @@ class EvidenceFact(StateModel):
     """A completed item that is evidence of a competency (from the course structure)."""
 
     competency_id: str
-    type: str  # course, quiz, assignment, external
+    type: EvidenceType
     reference_id: str
     level: int
     at: datetime
@@ -205,7 +205,7 @@ class PathSummary(StateModel):
 
 class CompetencySummary(StateModel):
     level: int
-    status: str  # not-started, in-progress, mastered
+    status: CompetencyStatus
     acquired_at: datetime | None  # when the level first reached mastery
     evidence: tuple[EvidenceFact, ...]
     created_at: datetime
