@@ -124,12 +124,12 @@ class Core:
             if isinstance(event, UserEnrolled):
                 outcome = on_enrollment(state, event, known, self.catalog())
             elif isinstance(event, LessonEvent):
-                outcome = on_lesson_activity(state, event, known, self.catalog())  # type: ignore[arg-type]
+                outcome = on_lesson_activity(state, event, known, self.catalog())
             elif isinstance(event, QuizEvent):
-                outcome = on_quiz_activity(state, event, known, self.catalog())  # type: ignore[arg-type]
+                outcome = on_quiz_activity(state, event, known, self.catalog())
             else:
                 assert isinstance(event, AssignmentEvent)
-                outcome = on_assignment_activity(state, event, known, self.catalog())  # type: ignore[arg-type]
+                outcome = on_assignment_activity(state, event, known, self.catalog())
         self.carry_out(outcome)
 
     def feed_entry(self, entry: CatalogEntry) -> None:
