@@ -34,7 +34,7 @@ from progress.events import (
     quiz_activity_adapter,
 )
 from progress.facts import merge_course_update
-from progress.learner import Catalog
+from progress.learner_rules import Catalog
 from progress.outcomes import (
     Outcome,
     on_assignment_activity,

@@ -38,7 +38,7 @@ from progress.events import (
     quiz_activity_adapter,
 )
 from progress.facts import merge_course_update
-from progress.learner import Catalog
+from progress.learner_rules import Catalog
 from progress.outcomes import on_assignment_activity, on_enrollment, on_quiz_activity
 from progress.state import KnownCourse, LearnerState
 from streams.state_codec import encode_state

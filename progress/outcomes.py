@@ -45,7 +45,7 @@ from progress.facts import (
     with_course,
 )
 from progress.items import attempt_passed, attempt_rows, attempt_score, submission_row
-from progress.learner import (
+from progress.learner_rules import (
     Awards,
     Catalog,
     achievement_points,

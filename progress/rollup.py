@@ -13,7 +13,7 @@ Definitions (docs/events.md repeats them for producers and analysts):
   is any activity, else not-started. A completed course whose structure grows returns to
   in-progress; its CourseCompleted event is still published only once.
 - TotalPoints = the points of the completed items (each item's ``points`` in the structure),
-  plus, for UserProgress, the points of the learner's achievements (``learner.py``).
+  plus, for UserProgress, the points of the learner's achievements (``learner_rules.py``).
 """
 
 from __future__ import annotations

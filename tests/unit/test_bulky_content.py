@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from progress.learner import Catalog
+from progress.learner_rules import Catalog
 from progress.models import AssignmentSubmission, QuizQuestionResponse
 from progress.outcomes import Outcome, on_assignment_activity, on_course_known, on_quiz_activity
 from progress.snapshots import Snapshot, merge, merge_within

@@ -42,7 +42,7 @@ from progress.events import (
     quiz_activity_adapter,
 )
 from progress.facts import merge_course_update
-from progress.learner import Catalog
+from progress.learner_rules import Catalog
 from progress.models import ModuleProgress, Row, VersionedRow, fill_unchanged
 from progress.outcomes import (
     Outcome,

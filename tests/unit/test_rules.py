@@ -17,7 +17,7 @@ from progress.events import (
     lesson_activity_adapter,
 )
 from progress.facts import LessonEventT, merge_course_update
-from progress.learner import Catalog
+from progress.learner_rules import Catalog
 from progress.outcomes import Outcome, on_course_known, on_enrollment, on_lesson_activity
 from progress.schema import seed_name
 from progress.state import KnownCourse, LearnerState
