@@ -33,6 +33,10 @@ class CatalogEntry(ConsumedEvent):
     def event_time(self) -> datetime:
         return self.updated_at
 
+    def row(self, created_at: datetime) -> OutputModel:
+        """The entry's row in its catalog table (``CatalogSnapshot``)."""
+        raise NotImplementedError
+
 
 class LearningPathUpdated(CatalogEntry):
     """An ordered list of courses. A learner is on a path once enrolled in any of them."""
@@ -48,6 +52,17 @@ class LearningPathUpdated(CatalogEntry):
         if len(set(self.course_ids)) != len(self.course_ids):
             raise ValueError("course_ids lists a course twice")
         return self
+
+    def row(self, created_at: datetime) -> LearningPathRow:
+        """The path as listed by the API; it has no creation time of its own (the seed has
+        no table of paths), so ``created_at`` is not stored."""
+        return LearningPathRow(
+            id=self.id,
+            title=self.title,
+            description=self.description,
+            course_ids=list(self.course_ids),
+            updated_at=self.updated_at,
+        )
 
 
 class CompetencyUpdated(CatalogEntry):
@@ -157,6 +172,13 @@ class CatalogSnapshot(OutputModel):
     @staticmethod
     def key_for(kind: str, entry_id: str) -> str:
         return f"catalog/{kind}/{entry_id}"
+
+    @classmethod
+    def of(cls, entry: CatalogEntry) -> CatalogSnapshot:
+        """The entry's row, in the field named for its kind (``learning-path``:
+        ``learning_path``), created as of the entry's ``updated_at``."""
+        row = entry.row(entry.updated_at)
+        return cls.model_validate({entry.kind.replace("-", "_"): row, "deleted": entry.deleted})
 
 
 def achievement_award_id(user_id: str, achievement_id: str) -> str:

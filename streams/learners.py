@@ -48,7 +48,6 @@ from progress.catalog import (
     CatalogEntry,
     CatalogSnapshot,
     CompetencyUpdated,
-    LearningPathRow,
     LearningPathUpdated,
 )
 from progress.decode import Consumed, InvalidEvent, decode_event
@@ -482,22 +481,8 @@ class LearnerStream:
         return event
 
     async def _send_catalog_row(self, entry: CatalogEntry) -> None:
-        snapshot = CatalogSnapshot(deleted=entry.deleted)
-        if isinstance(entry, CompetencyUpdated):
-            snapshot = snapshot.model_copy(update={"competency": entry.row(entry.updated_at)})
-        elif isinstance(entry, AchievementUpdated):
-            snapshot = snapshot.model_copy(update={"achievement": entry.row(entry.updated_at)})
-        elif isinstance(entry, LearningPathUpdated):
-            row = LearningPathRow(
-                id=entry.id,
-                title=entry.title,
-                description=entry.description,
-                course_ids=list(entry.course_ids),
-                updated_at=entry.updated_at,
-            )
-            snapshot = snapshot.model_copy(update={"learning_path": row})
-        key = CatalogSnapshot.key_for(_CATALOG_KINDS[type(entry)], entry.id)
-        value = snapshot.model_dump_json().encode()
+        key = CatalogSnapshot.key_for(entry.kind, entry.id)
+        value = CatalogSnapshot.of(entry).model_dump_json().encode()
         self._deliveries.append(await self.records.send(self.snapshots, key.encode(), value))
 
     # ----------------------------------------------------------------- table reads
