@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, TypeAlias, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,34 +23,22 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from adapters.settings import Settings
-from progress.catalog import AchievementUpdated, CompetencyUpdated, LearningPathUpdated
+from adapters.topics import catalog_topics, input_topic
+from progress.catalog import CatalogEntry, CatalogEntryT
 from progress.events import CourseUpdated, LearnerErasureRequested
+from progress.kinds import CATALOG_INPUTS
 
 log = logging.getLogger(__name__)
 
-CatalogKind = Literal["courses", "learning-paths", "competencies", "achievements"]
-CATALOG_KINDS: tuple[CatalogKind, ...] = get_args(CatalogKind)
+# A catalog kind's name in the admin API and ``progress catalog`` (``progress.kinds``).
+CatalogKind: TypeAlias = str
+CATALOG_KINDS: tuple[CatalogKind, ...] = tuple(CATALOG_INPUTS)
 # Courses are withdrawn by the Course Service, not here: they have no tombstone.
-DELETABLE_KINDS: tuple[CatalogKind, ...] = ("learning-paths", "competencies", "achievements")
-
-CatalogEntryT: TypeAlias = (
-    CourseUpdated | LearningPathUpdated | CompetencyUpdated | AchievementUpdated
+DELETABLE_KINDS: tuple[CatalogKind, ...] = tuple(
+    name
+    for name, kind in CATALOG_INPUTS.items()
+    if kind.model is not None and issubclass(kind.model, CatalogEntry)
 )
-
-_MODELS: dict[CatalogKind, type[CatalogEntryT]] = {
-    "courses": CourseUpdated,
-    "learning-paths": LearningPathUpdated,
-    "competencies": CompetencyUpdated,
-    "achievements": AchievementUpdated,
-}
-
-# The models require these on every entry, tombstones included; a tombstone's values are
-# never used (the worker and the sink drop a deleted entry's definition).
-_TOMBSTONE_FILLERS: dict[CatalogKind, dict[str, Any]] = {
-    "learning-paths": {},
-    "competencies": {"name": "(deleted)"},
-    "achievements": {"name": "(deleted)", "criteria": {"kind": "first-lesson"}},
-}
 
 # A publish that cannot reach Kafka gives up after this long (aiokafka's default is 40 s).
 _REQUEST_TIMEOUT_MS = 10_000
@@ -75,14 +63,12 @@ class CatalogUnavailable(PublishError):
         self.reason = reason
 
 
+def _model(kind: CatalogKind) -> type[CatalogEntryT]:
+    return cast("type[CatalogEntryT]", CATALOG_INPUTS[kind].model)
+
+
 def topic_for(settings: Settings, kind: CatalogKind) -> str:
-    topics = settings.topics
-    return {
-        "courses": topics.course_updates,
-        "learning-paths": topics.learning_paths,
-        "competencies": topics.competencies,
-        "achievements": topics.achievements,
-    }[kind]
+    return input_topic(settings.topics, CATALOG_INPUTS[kind])
 
 
 def _describe(error: ValidationError) -> str:
@@ -115,7 +101,7 @@ def validate_entry(
     """
     if not isinstance(data, Mapping):
         raise InvalidCatalogEntry(f"an entry is a JSON object, not {type(data).__name__}")
-    model = _MODELS[kind]
+    model = _model(kind)
     values = dict(data)
     if not (values.get("type") or values.get("Type")):
         values["type"] = model.__name__
@@ -140,7 +126,7 @@ def tombstone(
     return validate_entry(
         kind,
         {
-            **_TOMBSTONE_FILLERS[kind],
+            **cast(type[CatalogEntry], _model(kind)).tombstone_fields,
             "id": entry_id,
             "deleted": True,
             "updated_at": when.isoformat(),
@@ -169,7 +155,7 @@ class CatalogPublisher:
         for the broker's acknowledgement; return the entry as published."""
         if isinstance(entry, Mapping):
             valid = validate_entry(kind, entry)
-        elif isinstance(entry, _MODELS[kind]):
+        elif isinstance(entry, _model(kind)):
             valid = entry
         else:
             raise InvalidCatalogEntry(f"a {type(entry).__name__} is not an entry of {kind}")
@@ -246,7 +232,8 @@ class CatalogPublisher:
             ) from exc
         finally:
             await admin.close()
-        missing = [name for name in self._settings.topics.catalogs if name not in existing]
+        catalogs = catalog_topics(self._settings.topics)
+        missing = [name for name in catalogs if name not in existing]
         if missing:
             raise CatalogUnavailable(
                 f"catalog topics {', '.join(missing)} do not exist: create them with "

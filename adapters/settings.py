@@ -19,130 +19,110 @@ class Topics(BaseModel):
 
     prefix: str = ""
 
-    def _name(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+    def consumed(self, kind: str) -> str:
+        """The topic producers send a kind of input on (``progress.kinds``)."""
+        return f"{self.prefix}lms.{kind}"
+
+    def produced(self, kind: str) -> str:
+        """A topic this service writes: published events, its own internal topics."""
+        return f"{self.prefix}progress.{kind}"
+
+    # Topics by name, for code and tests that mean one (a new kind needs none): the topics of
+    # a role (learner inputs, catalogs, published) are looked up by kind in adapters/topics.py.
 
     # Consumed, keyed by user_id: a learner's activity.
     @property
     def enrollments(self) -> str:
-        return self._name("lms.enrollments")
+        return self.consumed("enrollments")
 
     @property
     def lesson_activity(self) -> str:
-        return self._name("lms.lesson-activity")
+        return self.consumed("lesson-activity")
 
     @property
     def quiz_activity(self) -> str:
-        return self._name("lms.quiz-activity")
+        return self.consumed("quiz-activity")
 
     @property
     def assignment_activity(self) -> str:
-        return self._name("lms.assignment-activity")
+        return self.consumed("assignment-activity")
 
     @property
     def competency_evidence(self) -> str:
-        return self._name("lms.competency-evidence")
+        return self.consumed("competency-evidence")
 
     @property
     def learner_profiles(self) -> str:
-        return self._name("lms.learner-profiles")
+        return self.consumed("learner-profiles")
 
     @property
     def erasure_requests(self) -> str:
-        return self._name("lms.erasure-requests")
+        return self.consumed("erasure-requests")
 
     # Consumed, keyed by the entry's id, compacted: catalogs.
     @property
     def course_updates(self) -> str:
-        return self._name("lms.course-updates")
+        return self.consumed("course-updates")
 
     @property
     def learning_paths(self) -> str:
-        return self._name("lms.learning-paths")
+        return self.consumed("learning-paths")
 
     @property
     def competencies(self) -> str:
-        return self._name("lms.competencies")
+        return self.consumed("competencies")
 
     @property
     def achievements(self) -> str:
-        return self._name("lms.achievements")
+        return self.consumed("achievements")
 
     # Internal: catalog entries copied to every partition of the user-keyed stream.
     @property
     def catalog_broadcast(self) -> str:
-        return self._name("progress.catalog-broadcast")
+        return self.produced("catalog-broadcast")
 
     # Published, keyed by user_id.
     @property
     def progress_updated(self) -> str:
-        return self._name("progress.progress-updated")
+        return self.produced("progress-updated")
 
     @property
     def course_completed(self) -> str:
-        return self._name("progress.course-completed")
+        return self.produced("course-completed")
 
     @property
     def quiz_completed(self) -> str:
-        return self._name("progress.quiz-completed")
+        return self.produced("quiz-completed")
 
     @property
     def assignment_submitted(self) -> str:
-        return self._name("progress.assignment-submitted")
+        return self.produced("assignment-submitted")
 
     @property
     def achievement_earned(self) -> str:
-        return self._name("progress.achievement-earned")
+        return self.produced("achievement-earned")
 
     @property
     def competency_acquired(self) -> str:
-        return self._name("progress.competency-acquired")
+        return self.produced("competency-acquired")
 
     @property
     def learner_erased(self) -> str:
-        return self._name("progress.learner-erased")
+        return self.produced("learner-erased")
 
     # Internal: worker to sink (learner rows by user_id, catalog rows by catalog/<kind>/<id>).
     @property
     def snapshots(self) -> str:
-        return self._name("progress.snapshots")
+        return self.produced("snapshots")
 
     @property
     def dead_letter(self) -> str:
-        return self._name("progress.dead-letter")
+        return self.produced("dead-letter")
 
     # Published by the sink, keyed as the snapshot was: snapshots it can never write.
     @property
     def sink_dead_letter(self) -> str:
-        return self._name("progress.sink-dead-letter")
-
-    @property
-    def learner_inputs(self) -> tuple[str, ...]:
-        return (
-            self.enrollments,
-            self.lesson_activity,
-            self.quiz_activity,
-            self.assignment_activity,
-            self.competency_evidence,
-            self.learner_profiles,
-            self.erasure_requests,
-        )
-
-    @property
-    def catalogs(self) -> tuple[str, ...]:
-        return (self.course_updates, self.learning_paths, self.competencies, self.achievements)
-
-    @property
-    def published(self) -> tuple[str, ...]:
-        return (
-            self.progress_updated,
-            self.course_completed,
-            self.quiz_completed,
-            self.assignment_submitted,
-            self.achievement_earned,
-            self.competency_acquired,
-            self.learner_erased,
-        )
+        return self.produced("sink-dead-letter")
 
 
 class Settings(BaseSettings):

@@ -10,7 +10,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from adapters.settings import Settings, Topics
-from progress.decode import StreamKind
+from progress.events import PublishedEvent
+from progress.kinds import INPUT_KINDS, PUBLISHED, InputKind, StreamKind
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +49,33 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.topic_prefix}{settings.worker_app_id}-{table}-changelog"
 
 
+def input_topic(t: Topics, kind: InputKind) -> str:
+    """The topic a kind of input is read from: ``lms.<kind>``, or ``progress.<kind>`` for the
+    worker's own."""
+    return t.produced(kind.name) if kind.internal else t.consumed(kind.name)
+
+
 def consumed_kinds(t: Topics) -> dict[str, StreamKind]:
     """What each consumed topic carries, for ``progress.decode.decode_event``: the one map
     the worker, the catalog fan-out and ``progress redrive`` all read."""
-    return {
-        t.enrollments: "enrollments",
-        t.lesson_activity: "lesson-activity",
-        t.quiz_activity: "quiz-activity",
-        t.assignment_activity: "assignment-activity",
-        t.competency_evidence: "competency-evidence",
-        t.learner_profiles: "learner-profiles",
-        t.erasure_requests: "erasure-requests",
-        t.course_updates: "course-updates",
-        t.learning_paths: "learning-paths",
-        t.competencies: "competencies",
-        t.achievements: "achievements",
-        t.catalog_broadcast: "catalog-broadcast",
-    }
+    return {input_topic(t, kind): kind.name for kind in INPUT_KINDS}
+
+
+def learner_input_topics(t: Topics) -> tuple[str, ...]:
+    """The topics of learner activity, keyed by user_id, that producers write."""
+    return tuple(
+        input_topic(t, k) for k in INPUT_KINDS if k.keyed_by == "user_id" and not k.internal
+    )
+
+
+def catalog_topics(t: Topics) -> tuple[str, ...]:
+    """The catalogs' topics, keyed by the entry's id and compacted."""
+    return tuple(input_topic(t, k) for k in INPUT_KINDS if k.catalog)
+
+
+def published_topics(t: Topics) -> dict[type[PublishedEvent], str]:
+    """Each published event's topic, ``progress.<kind>``."""
+    return {model: t.produced(name) for model, name in PUBLISHED.items()}
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -72,7 +83,7 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     newest record per key must stay readable forever (catalogs, table changelogs), and a
     larger record limit where records may pass the broker's default (streams/records.py)."""
     t = settings.topics
-    configs = {name: dict(_COMPACTED) for name in t.catalogs}
+    configs = {name: dict(_COMPACTED) for name in catalog_topics(t)}
     configs |= {changelog_topic(settings, table): dict(_COMPACTED) for table in TABLES}
     configs[changelog_topic(settings, "learners")] |= _max_bytes(LEARNERS_CHANGELOG_MAX_BYTES)
     configs[t.snapshots] = _max_bytes(SNAPSHOT_MAX_BYTES)
@@ -88,7 +99,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     configs = topic_configs(settings)
     # Every user-keyed topic has the same partition count: a learner's events, table
     # changelogs and catalog broadcasts must meet on the same partition number.
-    plain = [*t.learner_inputs, t.catalog_broadcast, *t.published]
+    plain = [*learner_input_topics(t), t.catalog_broadcast, *published_topics(t).values()]
     return [
         *(NewTopic(name, n, 1) for name in plain),
         *(NewTopic(name, n, 1, topic_configs=config) for name, config in configs.items()),

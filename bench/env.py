@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from adapters.schema import apply_migrations
 from adapters.settings import Settings
-from adapters.topics import ensure_topics
+from adapters.topics import ensure_topics, learner_input_topics
 from bench.offsets import end_offsets
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def prepare(env: BenchEnv, base: Settings) -> None:
         await apply_migrations(conn)
     await ensure_topics(env.settings)
     # Producing before every new partition has a leader only earns retries.
-    await end_offsets(env.settings.kafka_bootstrap, env.settings.topics.learner_inputs)
+    await end_offsets(env.settings.kafka_bootstrap, learner_input_topics(env.settings.topics))
 
 
 async def create_topics(env: BenchEnv, names: Iterable[str]) -> None:

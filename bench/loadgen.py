@@ -26,7 +26,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from adapters.settings import Topics
+from adapters.topics import input_topic
 from progress.decode import InvalidEvent, StreamKind, decode_event
+from progress.kinds import INPUTS
 
 # Zipf-Mandelbrot weights 1 / (rank + q) ** s: activity per learner, popularity per course.
 # The offset q flattens the head, so the busiest learner is busy like a person, not a bot
@@ -50,13 +52,7 @@ ACTIVITY_KINDS: tuple[StreamKind, ...] = KINDS[1:]
 
 
 def topic_for(topics: Topics, kind: StreamKind) -> str:
-    return {
-        "course-updates": topics.course_updates,
-        "enrollments": topics.enrollments,
-        "lesson-activity": topics.lesson_activity,
-        "quiz-activity": topics.quiz_activity,
-        "assignment-activity": topics.assignment_activity,
-    }[kind]
+    return input_topic(topics, INPUTS[kind])
 
 
 @dataclass(frozen=True, slots=True)

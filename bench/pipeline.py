@@ -28,6 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from adapters.topics import published_topics
 from bench.env import BenchEnv
 from bench.loadgen import KINDS, topic_for
 from bench.offsets import end_offsets, first_record_time, total, wait_for_group
@@ -63,7 +64,7 @@ async def measure(
         raise RuntimeError(f"the worker wrote no snapshots; see {worker.log_path}")
     worker_s = done - first
     snapshots = total(await end_offsets(bootstrap, [t.snapshots]))
-    published = total(await end_offsets(bootstrap, t.published))
+    published = total(await end_offsets(bootstrap, published_topics(t).values()))
 
     sink = Service.progress(env, "sink")
     try:

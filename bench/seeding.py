@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 
 from adapters.cache import KEY_PREFIX, ProgressCache
 from adapters.schema import apply_migrations
-from progress.decode import Consumed
 from progress.events import (
+    ConsumedEvent,
     CourseUpdated,
     UserEnrolled,
     assignment_activity_adapter,
@@ -34,14 +34,9 @@ from progress.events import (
     quiz_activity_adapter,
 )
 from progress.facts import merge_course_update
+from progress.kinds import InCourse, handling_of
 from progress.learner_rules import Catalog
-from progress.outcomes import (
-    Outcome,
-    on_assignment_activity,
-    on_enrollment,
-    on_lesson_activity,
-    on_quiz_activity,
-)
+from progress.outcomes import Outcome
 from progress.snapshots import Snapshot
 from progress.state import KnownCourse, LearnerState
 from sinks.postgres import write_snapshots
@@ -178,16 +173,12 @@ _PARSE: dict[str, Any] = {
 
 
 def _outcome(
-    state: LearnerState | None, event: Consumed, known: KnownCourse, catalog: Catalog
+    state: LearnerState | None, event: ConsumedEvent, known: KnownCourse, catalog: Catalog
 ) -> Outcome:
-    if isinstance(event, UserEnrolled):
-        return on_enrollment(state, event, known, catalog)
-    kind = type(event).__name__
-    if kind.startswith("Lesson"):
-        return on_lesson_activity(state, event, known, catalog)  # type: ignore[arg-type]
-    if kind.startswith("Quiz"):
-        return on_quiz_activity(state, event, known, catalog)  # type: ignore[arg-type]
-    return on_assignment_activity(state, event, known, catalog)  # type: ignore[arg-type]
+    """The event's outcome by its kind's rule (``progress.kinds``), as the worker derives it."""
+    handling = handling_of(event)
+    assert isinstance(handling, InCourse), "the seeded events are all of a course"
+    return handling.derive(state, event, known, catalog)
 
 
 def user_ids(count: int, prefix: str = "learner") -> list[str]:

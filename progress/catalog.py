@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
@@ -28,6 +28,9 @@ class CatalogEntry(ConsumedEvent):
     updated_at: EventTime
     # A deleted entry stays as a tombstone so that an older definition cannot come back.
     deleted: bool = False
+    # What the model requires of every entry, tombstones included; a tombstone's values are
+    # never used (the worker and the sink drop a deleted entry's definition).
+    tombstone_fields: ClassVar[dict[str, Any]] = {}
 
     @property
     def event_time(self) -> datetime:
@@ -67,6 +70,7 @@ class LearningPathUpdated(CatalogEntry):
 
 class CompetencyUpdated(CatalogEntry):
     kind: ClassVar[str] = "competency"
+    tombstone_fields: ClassVar[dict[str, Any]] = {"name": "(deleted)"}
     type: Literal["CompetencyUpdated"] = "CompetencyUpdated"
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
@@ -109,6 +113,10 @@ class Criterion(InputModel):
 
 class AchievementUpdated(CatalogEntry):
     kind: ClassVar[str] = "achievement"
+    tombstone_fields: ClassVar[dict[str, Any]] = {
+        "name": "(deleted)",
+        "criteria": {"kind": "first-lesson"},
+    }
     type: Literal["AchievementUpdated"] = "AchievementUpdated"
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
@@ -142,9 +150,8 @@ AnyCatalogEntry = Annotated[
         custom_error_message="unknown catalog entry type",
     ),
 ]
-catalog_entry_adapter: TypeAdapter[
-    CourseUpdated | LearningPathUpdated | CompetencyUpdated | AchievementUpdated
-] = TypeAdapter(AnyCatalogEntry)
+CatalogEntryT = CourseUpdated | LearningPathUpdated | CompetencyUpdated | AchievementUpdated
+catalog_entry_adapter: TypeAdapter[CatalogEntryT] = TypeAdapter(AnyCatalogEntry)
 
 
 class LearningPathRow(OutputModel):

@@ -2,77 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
-
 from pydantic import ValidationError
 
-from progress.catalog import (
-    AchievementUpdated,
-    CatalogEntry,
-    CompetencyUpdated,
-    LearningPathUpdated,
-    catalog_entry_adapter,
-)
-from progress.events import (
-    AssignmentEventT,
-    CourseUpdated,
-    ExternalEvidenceRecorded,
-    LearnerErasureRequested,
-    LearnerProfileUpdated,
-    QuizEventT,
-    UserEnrolled,
-    assignment_activity_adapter,
-    lesson_activity_adapter,
-    quiz_activity_adapter,
-)
-from progress.facts import LessonEventT
+from progress.events import ConsumedEvent
+from progress.kinds import INPUTS, StreamKind
 
 MAX_MESSAGE_BYTES = 1_000_000
-
-StreamKind = Literal[
-    # Learner activity, keyed by user_id.
-    "enrollments",
-    "lesson-activity",
-    "quiz-activity",
-    "assignment-activity",
-    "competency-evidence",
-    "learner-profiles",
-    "erasure-requests",
-    # Catalogs, keyed by the entry's id.
-    "course-updates",
-    "learning-paths",
-    "competencies",
-    "achievements",
-    # Any catalog entry, as the worker copies it to every partition.
-    "catalog-broadcast",
-]
-CatalogEntryT = CourseUpdated | LearningPathUpdated | CompetencyUpdated | AchievementUpdated
-Consumed = (
-    UserEnrolled
-    | LessonEventT
-    | QuizEventT
-    | AssignmentEventT
-    | ExternalEvidenceRecorded
-    | LearnerProfileUpdated
-    | LearnerErasureRequested
-    | CatalogEntryT
-)
-
-_PARSERS: dict[StreamKind, Callable[[bytes], Consumed]] = {
-    "enrollments": UserEnrolled.model_validate_json,
-    "lesson-activity": lesson_activity_adapter.validate_json,
-    "quiz-activity": quiz_activity_adapter.validate_json,
-    "assignment-activity": assignment_activity_adapter.validate_json,
-    "competency-evidence": ExternalEvidenceRecorded.model_validate_json,
-    "learner-profiles": LearnerProfileUpdated.model_validate_json,
-    "erasure-requests": LearnerErasureRequested.model_validate_json,
-    "course-updates": CourseUpdated.model_validate_json,
-    "learning-paths": LearningPathUpdated.model_validate_json,
-    "competencies": CompetencyUpdated.model_validate_json,
-    "achievements": AchievementUpdated.model_validate_json,
-    "catalog-broadcast": catalog_entry_adapter.validate_json,
-}
 
 
 class InvalidEvent(ValueError):
@@ -92,11 +27,12 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode_event(kind: StreamKind, key: bytes | None, value: bytes | None) -> Consumed:
+def decode_event(kind: StreamKind, key: bytes | None, value: bytes | None) -> ConsumedEvent:
     """The event in ``value``, checked against the key it was sent with.
 
     Keys matter: a learner's events must share a partition, so the key must be the user id
-    (the entry's id on catalog topics), or the learner's state would be split across workers.
+    (the entry's id on catalog topics: the kind's ``keyed_by``, ``progress.kinds``), or the
+    learner's state would be split across workers.
     """
     if not value:
         raise InvalidEvent("empty message: a value with a JSON event is required", "empty")
@@ -104,8 +40,9 @@ def decode_event(kind: StreamKind, key: bytes | None, value: bytes | None) -> Co
         raise InvalidEvent(
             f"message of {len(value)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", "oversize"
         )
+    input_kind = INPUTS[kind]
     try:
-        event = _PARSERS[kind](value)
+        event: ConsumedEvent = input_kind.parse(value)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]["type"] if err.errors() else ""
         error_type = {"json_invalid": "malformed-json", "unknown_event_type": "unknown-type"}.get(
@@ -113,9 +50,8 @@ def decode_event(kind: StreamKind, key: bytes | None, value: bytes | None) -> Co
         )
         raise InvalidEvent(_describe(err), error_type) from err
 
-    catalog = isinstance(event, CourseUpdated | CatalogEntry)
-    expected = event.id if catalog else event.user_id  # type: ignore[union-attr]
-    what = "entry id" if catalog else "user_id"
+    expected = getattr(event, input_kind.keyed_by)
+    what = "entry id" if input_kind.keyed_by == "id" else "user_id"
     if key is None or key.decode("utf-8", "replace") != expected:
         shown = None if key is None else key.decode("utf-8", "replace")
         raise InvalidEvent(

@@ -18,9 +18,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
 from adapters.settings import Settings
-from adapters.topics import consumed_kinds
-from progress.decode import InvalidEvent, StreamKind, decode_event
+from adapters.topics import input_topic
+from progress.decode import InvalidEvent, decode_event
 from progress.events import DeadLetter
+from progress.kinds import INPUT_KINDS, StreamKind
 
 
 @dataclass
@@ -42,8 +43,9 @@ async def redrive(
 ) -> RedriveReport:
     """Re-send every dead letter (of ``error_type``, if given) that is valid now."""
     # The broadcast is the worker's own: nothing there came from a producer.
-    kinds = consumed_kinds(settings.topics)
-    kinds.pop(settings.topics.catalog_broadcast)
+    kinds = {
+        input_topic(settings.topics, kind): kind.name for kind in INPUT_KINDS if not kind.internal
+    }
     report = RedriveReport()
     # No group: every partition, from the start, and nothing committed.
     consumer = AIOKafkaConsumer(

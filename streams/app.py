@@ -22,18 +22,16 @@ import faust
 from faust.types import TableT
 
 from adapters.settings import Settings
-from adapters.topics import PRODUCER_MAX_REQUEST_BYTES, TABLE_VALUE_MAX_BYTES, consumed_kinds
-from progress.decode import InvalidEvent, decode_event
-from progress.events import (
-    AchievementEarned,
-    AssignmentSubmitted,
-    CompetencyAcquired,
-    CourseCompleted,
-    LearnerErased,
-    ProgressUpdated,
-    PublishedEvent,
-    QuizCompleted,
+from adapters.topics import (
+    PRODUCER_MAX_REQUEST_BYTES,
+    TABLE_VALUE_MAX_BYTES,
+    catalog_topics,
+    consumed_kinds,
+    learner_input_topics,
+    published_topics,
 )
+from progress.decode import InvalidEvent, decode_event
+from progress.events import PublishedEvent
 from streams import faust_fixes
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
@@ -79,19 +77,13 @@ def create_app(settings: Settings) -> faust.App:
     def topic(*names: str, **options: Any) -> faust.TopicT:
         return app.topic(*names, key_type=bytes, value_type=bytes, **options)
 
-    learner_input = topic(*t.learner_inputs, t.catalog_broadcast)
-    catalogs = topic(*t.catalogs)
+    learner_input = topic(*learner_input_topics(t), t.catalog_broadcast)
+    catalogs = topic(*catalog_topics(t))
     catalog_broadcast = topic(t.catalog_broadcast, partitions=settings.topic_partitions)
     snapshots = topic(t.snapshots)
     dead_letter = topic(t.dead_letter)
     published: dict[type[PublishedEvent], faust.TopicT] = {
-        ProgressUpdated: topic(t.progress_updated),
-        CourseCompleted: topic(t.course_completed),
-        QuizCompleted: topic(t.quiz_completed),
-        AssignmentSubmitted: topic(t.assignment_submitted),
-        AchievementEarned: topic(t.achievement_earned),
-        CompetencyAcquired: topic(t.competency_acquired),
-        LearnerErased: topic(t.learner_erased),
+        model: topic(name) for model, name in published_topics(t).items()
     }
     kinds = consumed_kinds(t)
 

@@ -50,31 +50,18 @@ from progress.catalog import (
     CompetencyUpdated,
     LearningPathUpdated,
 )
-from progress.decode import Consumed, InvalidEvent, decode_event
+from progress.decode import InvalidEvent, decode_event
 from progress.events import (
+    ConsumedEvent,
     CourseUpdated,
-    ExternalEvidenceRecorded,
     LearnerErased,
     LearnerErasureRequested,
-    LearnerProfileUpdated,
-    LessonEvent,
     PublishedEvent,
-    QuizEvent,
-    UserEnrolled,
 )
 from progress.facts import merge_course_update
+from progress.kinds import Alone, InCourse, WorkerStep, handling_of
 from progress.learner_rules import Catalog
-from progress.outcomes import (
-    Outcome,
-    on_assignment_activity,
-    on_catalog_changed,
-    on_course_known,
-    on_enrollment,
-    on_external_evidence,
-    on_lesson_activity,
-    on_profile,
-    on_quiz_activity,
-)
+from progress.outcomes import Outcome, on_catalog_changed, on_course_known
 from progress.snapshots import Erasure, Snapshot, merge_within
 from progress.state import KnownCourse, LearnerState
 from streams.dead_letters import DeadLetters
@@ -107,13 +94,6 @@ class LearnersFailed(Exception):
 
 class TooLarge(Exception):
     """What an event would write is over a record limit: the event is refused."""
-
-
-_CATALOG_KINDS: dict[type[CatalogEntry], str] = {
-    LearningPathUpdated: "learning-path",
-    CompetencyUpdated: "competency",
-    AchievementUpdated: "achievement",
-}
 
 
 def partition_key(partition: int, name: str) -> str:
@@ -157,6 +137,12 @@ class LearnerStream:
         self._courses: dict[str, KnownCourse | None] = {}
         self.processed = 0
         self.ignored = 0
+        # The kinds the worker applies itself (``progress.kinds.WorkerStep``).
+        self._worker_steps: dict[WorkerStep, Callable[[int, Any], Awaitable[None]]] = {
+            "course": self._apply_course,
+            "catalog": self._apply_catalog,
+            "erasure": self._erase,
+        }
         # The batch under way (see the module's docstring): newest state per learner with an
         # event of its partition, deliveries of published events, and snapshots to send.
         self._states: dict[str, tuple[EventT, LearnerState]] = {}
@@ -241,21 +227,23 @@ class LearnerStream:
 
     # ----------------------------------------------------------------- dispatch
 
-    async def _apply(self, message: Message, event: Consumed) -> None:
+    async def _apply(self, message: Message, event: ConsumedEvent) -> None:
+        """Apply the event as its kind's line in ``progress.kinds`` says."""
         p = message.partition
-        if isinstance(event, CourseUpdated | CatalogEntry | LearnerErasureRequested):
+        handling = handling_of(event)
+        if isinstance(handling, str):
             # These read and write many learners' states, and an erasure deletes one: they
             # start from the batch so far carried out.
             await self.flush()
-        if isinstance(event, CourseUpdated):
-            await self._apply_course(p, event)
+            await self._worker_steps[handling](p, event)
             return
-        if isinstance(event, CatalogEntry):
-            await self._apply_catalog(p, event)
-            return
-        if isinstance(event, LearnerErasureRequested):
-            await self._erase(p, event)
-            return
+        await self._apply_learner(message, event, handling)
+
+    async def _apply_learner(
+        self, message: Message, event: Any, handling: Alone | InCourse
+    ) -> None:
+        """One learner's event: the learner's rule, then its effects."""
+        p = message.partition
         if self._before_erasure(event.user_id, event.event_time):
             # A late or replayed event from before the learner's erasure: counting it would
             # bring back what was erased. Input topics are not ordered with each other, so a
@@ -266,21 +254,12 @@ class LearnerStream:
         catalog = self._catalog(p)
         self._index(p, "learners", _shard(event.user_id), event.user_id)
         outcome: Outcome
-        if isinstance(event, ExternalEvidenceRecorded):
-            outcome = on_external_evidence(state, event, catalog)
-        elif isinstance(event, LearnerProfileUpdated):
-            outcome = on_profile(state, event, catalog)
-        else:
+        if isinstance(handling, InCourse):
             known = self._known(p, event.course_id)
             self._index(p, "members", _member_shard(event.course_id, event.user_id), event.user_id)
-            if isinstance(event, UserEnrolled):
-                outcome = on_enrollment(state, event, known, catalog)
-            elif isinstance(event, LessonEvent):
-                outcome = on_lesson_activity(state, event, known, catalog)
-            elif isinstance(event, QuizEvent):
-                outcome = on_quiz_activity(state, event, known, catalog)
-            else:
-                outcome = on_assignment_activity(state, event, known, catalog)
+            outcome = handling.derive(state, event, known, catalog)
+        else:
+            outcome = handling.derive(state, event, catalog)
         grown = _GROWTH_PER_EVENT + _GROWTH_PER_BYTE * len(message.value or b"")
         self._growth[event.user_id] = self._growth.get(event.user_id, 0) + grown
         self._fits(outcome.state)
@@ -303,7 +282,7 @@ class LearnerStream:
         await self._rederive(self._members(p, event.id), derive)
 
     async def _apply_catalog(self, p: int, entry: CatalogEntry) -> None:
-        kind = _CATALOG_KINDS[type(entry)]
+        kind = entry.kind
         held = self._stored_entries(p, kind).get(entry.id)
         held_order = (held["updated_at"], held.get("event_id") or "") if held else None
         # Compare as datetimes: the stored form is ISO text, equal instants compare equal.
@@ -537,7 +516,7 @@ class LearnerStream:
         return cached
 
     def _entries(self, p: int, model: type[Any]) -> dict[str, Any]:
-        raw = self._stored_entries(p, _CATALOG_KINDS[model])
+        raw = self._stored_entries(p, model.kind)
         parsed = (model.model_validate(value) for value in raw.values())
         return {entry.id: entry for entry in parsed if not entry.deleted}
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.settings import Settings
+from adapters.topics import catalog_topics
 from api.app import create_app
 from progress.catalog import (
     AchievementUpdated,
@@ -179,7 +180,7 @@ async def publishing(kafka: Settings, pg_pool: AsyncConnectionPool) -> AsyncIter
     """Settings of their own with the catalog topics created: what is published here never
     reaches the session's worker."""
     own = make_settings()
-    await create_topics(own, *own.topics.catalogs)
+    await create_topics(own, *catalog_topics(own.topics))
     yield own
     await delete_topics(own)
 
@@ -217,7 +218,7 @@ async def on_topic(settings: Settings, topic: str) -> dict[str, Any]:
 
 
 async def catalog_sizes(settings: Settings) -> dict[str, int]:
-    return await end_offsets(settings, *settings.topics.catalogs)
+    return await end_offsets(settings, *catalog_topics(settings.topics))
 
 
 async def test_admin_put_publishes_each_kind_validated_and_keyed_by_its_id(
