@@ -5,7 +5,7 @@ Worker, events/s to committed table updates and published events. The worker run
 (no sink competing for the 2 cores, as the ceiling ran alone). Its consumer group commits an
 input offset only after Faust flushed everything the events before it produced: the
 published events, the table changelog writes and the snapshots (``processing_guarantee=
-at_least_once``; streams/learners.py). So the moment the group's committed offsets reach
+at_least_once``; streams/effects.py). So the moment the group's committed offsets reach
 the end of every input partition (and of the catalog broadcast, whose records the worker
 writes itself) is the moment every table update and published event of the input is
 durable in Kafka. It is timed from the CreateTime of the first snapshot the worker wrote

@@ -59,7 +59,7 @@ from adapters.settings import Settings
 from adapters.topics import ensure_topics, topic_specs
 from bench.figures import print_figures
 from bench.seeding import START, course_shape, course_update
-from streams.learners import LEARNER_INDEX_SHARDS
+from streams.indexes import LEARNER_INDEX_SHARDS
 
 COURSES = 50
 APP_ID = "state"

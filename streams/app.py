@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
-        # At-least-once with idempotent derivation (streams/learners.py): every effect of
+        # At-least-once with idempotent derivation (streams/effects.py): every effect of
         # an event is flushed before its offset is committed.
         processing_guarantee="at_least_once",
         producer_acks=-1,
@@ -148,7 +148,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(learner_input, name="learner_events")
     async def learner_events(stream: faust.StreamT[bytes]) -> None:
         # In batches: one wait for the deliveries of a whole batch's published events
-        # instead of a broker round trip per event (streams/learners.py). Faust acks the
+        # instead of a broker round trip per event (streams/effects.py). Faust acks the
         # batch's events, so their offsets can be committed, only after the batch is done.
         # Faust's Stream has take_events; its abstract StreamT does not declare it.
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]

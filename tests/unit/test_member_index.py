@@ -1,4 +1,4 @@
-"""The course member index of the worker (streams/learners.py): sharded lists, and the
+"""The course member index of the worker (streams/indexes.py): sharded lists, and the
 unsharded lists a worker wrote before, read together. Plain dicts stand in for the Faust
 tables: only their get and set are used here."""
 
@@ -6,35 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.settings import Settings
-from streams.learners import LearnerStream, _member_shard
+from streams.indexes import LearnerIndex, _member_shard
 
 
-def stream(indexes: dict[str, Any]) -> LearnerStream:
-    tables: dict[str, Any] = {name: {} for name in ("learners", "erasures", "courses", "catalog")}
-    return LearnerStream(
-        Settings(),
-        **tables,
-        indexes=indexes,  # type: ignore[arg-type]
-        published={},
-        snapshots=None,  # type: ignore[arg-type]
-        dead_letters=None,  # type: ignore[arg-type]
-        records=None,  # type: ignore[arg-type]
-    )
+def index(indexes: dict[str, Any]) -> LearnerIndex:
+    return LearnerIndex(indexes)  # type: ignore[arg-type]
 
 
 def test_members_are_indexed_in_small_shards_and_read_from_all_of_them() -> None:
     indexes: dict[str, Any] = {}
-    learners = stream(indexes)
+    learners = index(indexes)
     users = [f"u{i}" for i in range(200)]
     for user in users:
-        learners._index(3, "members", _member_shard("c1", user), user)
-    assert learners._members(3, "c1") == sorted(users)
-    assert learners._members(2, "c1") == []
+        learners.add_member(3, "c1", user)
+    assert learners.members(3, "c1") == sorted(users)
+    assert learners.members(2, "c1") == []
     assert all(key.startswith("3/members/c1/") for key in indexes)
     assert max(len(listed) for listed in indexes.values()) < 20  # 200 members, 64 shards
 
 
 def test_an_unsharded_member_list_written_before_is_still_read() -> None:
-    learners = stream({"0/members/c1": ["old"], f"0/members/{_member_shard('c1', 'new')}": ["new"]})
-    assert learners._members(0, "c1") == ["new", "old"]
+    learners = index({"0/members/c1": ["old"], f"0/members/{_member_shard('c1', 'new')}": ["new"]})
+    assert learners.members(0, "c1") == ["new", "old"]

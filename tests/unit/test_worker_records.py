@@ -56,8 +56,8 @@ async def test_catalog_entries_are_stored_one_key_each() -> None:
         await worker._apply_catalog(1, competency(f"c{n}", n, "x" * 280_000))
     assert sorted(catalog) == [f"1/competency/c{n}" for n in range(4)]
     assert max(len(str(v)) for v in catalog.values()) < TABLE_VALUE_MAX_BYTES
-    assert sorted(worker._catalog(1).competencies) == ["c0", "c1", "c2", "c3"]
-    assert worker._catalog(2).competencies == {}
+    assert sorted(worker.catalogs.catalog(1).competencies) == ["c0", "c1", "c2", "c3"]
+    assert worker.catalogs.catalog(2).competencies == {}
 
 
 async def test_an_older_entry_does_not_replace_a_newer_one() -> None:
@@ -65,7 +65,7 @@ async def test_an_older_entry_does_not_replace_a_newer_one() -> None:
     worker = stream(catalog)
     await worker._apply_catalog(1, competency("c0", 10, "new"))
     await worker._apply_catalog(1, competency("c0", 5, "old"))
-    assert worker._catalog(1).competencies["c0"].description == "new"
+    assert worker.catalogs.catalog(1).competencies["c0"].description == "new"
 
 
 async def test_a_catalog_written_as_one_record_per_kind_is_read_and_split_on_the_next_write() -> (
@@ -74,10 +74,10 @@ async def test_a_catalog_written_as_one_record_per_kind_is_read_and_split_on_the
     old = {"c0": competency("c0", 0).model_dump(mode="json")}
     catalog: dict[str, Any] = {"1/competency": old}
     worker = stream(catalog)
-    assert sorted(worker._catalog(1).competencies) == ["c0"]
+    assert sorted(worker.catalogs.catalog(1).competencies) == ["c0"]
     await worker._apply_catalog(1, competency("c1", 1))
     assert sorted(catalog) == ["1/competency/c0", "1/competency/c1"]
-    assert sorted(worker._catalog(1).competencies) == ["c0", "c1"]
+    assert sorted(worker.catalogs.catalog(1).competencies) == ["c0", "c1"]
 
 
 def structure(lessons: int, title: str) -> CourseStructure:
