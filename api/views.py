@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from psycopg import AsyncConnection
@@ -392,7 +392,7 @@ async def _publish(request: web.Request, kind: CatalogKind, entry: CatalogEntryT
 
 async def put_catalog_entry(request: web.Request) -> web.Response:
     """Publish the body as the entry ``entry_id`` of ``kind``; 202 once Kafka has it."""
-    kind = cast(CatalogKind, request.match_info["kind"])
+    kind: CatalogKind = request.match_info["kind"]
     entry_id = _path_id(request, "entry_id")
     body = await _json_body(request, required=True)
     try:
@@ -404,7 +404,7 @@ async def put_catalog_entry(request: web.Request) -> web.Response:
 
 async def delete_catalog_entry(request: web.Request) -> web.Response:
     """Publish a tombstone for ``entry_id``, as of the body's ``updated_at`` or now."""
-    kind = cast(CatalogKind, request.match_info["kind"])
+    kind: CatalogKind = request.match_info["kind"]
     entry_id = _path_id(request, "entry_id")
     body = await _json_body(request, required=False)
     updated_at = None

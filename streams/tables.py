@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from faust.streams import _current_event
+from faust.streams import current_event as _faust_current_event
 from faust.types import EventT, TableT
 
 from streams.records import EffectsFailed
@@ -50,4 +51,4 @@ def partition_of(event: EventT) -> Iterator[None]:
 
 def current_event() -> EventT | None:
     """The event Faust's stream iteration is on, if any."""
-    return _current_event.get(lambda: None)()
+    return _faust_current_event()
