@@ -35,20 +35,19 @@ is not.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from faust.transport.consumer import CONSUMER_FETCHING, Consumer, ensure_TP
+from faust.transport.consumer import Consumer, ensure_TP
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.types import TP
+from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
 from intervaltree import IntervalTree
-from mode import Service, ServiceT
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,9 @@ async def _seek_all(
 async def seek_partitions_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
     """``AIOKafkaConsumerThread.seek_to_committed``, for every assigned input partition."""
     changelog_topics = frozenset(self.consumer.app.tables.changelog_topics)
-    return await self.call_thread(_seek_all, self._ensure_consumer(), changelog_topics)
+    return await self.call_thread(  # type: ignore[no-any-return]
+        _seek_all, self._ensure_consumer(), changelog_topics
+    )
 
 
 async def perform_seek(self: Consumer) -> None:
@@ -90,12 +91,31 @@ async def perform_seek(self: Consumer) -> None:
         # The last offset read, so that a first record past ``start`` is seen as a gap.
         self._read_offset[tp] = None if start is None else start - 1
     # Last: records the drain loop holds from before this point are not handed over.
-    self._seeks = _seeks(self) + 1  # type: ignore[attr-defined]  # a count Faust does not keep
+    _sought(self).record(self._read_offset)
+
+
+@dataclass
+class Sought:
+    """What the seeks of one consumer (``perform_seek``) have left: how many ran, and the last
+    offsets read the latest one set, which a record handed over across it must not move."""
+
+    count: int = 0
+    read_offsets: dict[TP, int | None] = field(default_factory=dict)
+
+    def record(self, read_offsets: Mapping[TP, int | None]) -> None:
+        self.count += 1
+        self.read_offsets = dict(read_offsets)
+
+
+def _sought(consumer: Consumer) -> Sought:
+    # Kept on the consumer itself: one per consumer, gone with it.
+    sought: Sought = consumer.__dict__.setdefault("_progress_sought", Sought())
+    return sought
 
 
 def _seeks(consumer: Consumer) -> int:
     """How many times ``perform_seek`` has run in this consumer."""
-    return getattr(consumer, "_seeks", 0)
+    return _sought(consumer).count
 
 
 async def _seek_afresh(consumer: Consumer) -> None:
@@ -107,78 +127,57 @@ async def _seek_afresh(consumer: Consumer) -> None:
         log.warning("seeking to the committed offsets again failed: %r", error)
 
 
-async def drain_messages(self: Consumer, fetcher: ServiceT) -> None:  # pragma: no cover
-    """``Consumer._drain_messages`` (the loop that hands fetched records to the streams),
-    changed only where a seek happened while records were on their way (fix 5), and where
-    the last offset read is 0.
+# Faust's own batch, before ``apply`` puts ``getmany`` in its place.
+_faust_getmany = Consumer.getmany
 
-    Input records held then may come from before the seek or after it, so none of them is
-    handed over, and after the batch the partitions are sought again to the committed offsets:
-    never past a record not handled. Changelog records are handed over as before (Faust never
-    seeks them back: skipping one would lose it from a standby table). The offset read is not
-    set from a record handed over before a seek that completed meanwhile.
+
+def getmany(self: Consumer, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+    """``Consumer.getmany``: the batch Faust's drain loop hands to the streams, one record at a
+    time, less what a seek overtook (fix 5).
+
+    Once a seek (``perform_seek``) happens after the batch was asked for, its input records
+    may come from before the seek or after it, so none is handed over any more, and after the
+    batch the partitions are sought again to the committed offsets: never past a record not
+    handled. Changelog records are handed over as before (Faust never seeks them back:
+    skipping one would lose it from a standby table). A record handed over before such a seek
+    does not set the offset read: it stays where the seek put it.
     """
-    callback = self.callback
-    getmany = self.getmany
-    consumer_should_stop = cast(Service, self)._stopped.is_set
-    fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
-    get_read_offset = self._read_offset.__getitem__
-    set_read_offset = self._read_offset.__setitem__
-    set_flag = self.diag.set_flag
-    unset_flag = self.diag.unset_flag
-    commit_every = self._commit_every
-    acks_enabled_for = self.app.topics.acks_enabled_for
-    yield_every = 100
-    num_since_yield = 0
-    try:
-        while not (consumer_should_stop() or fetcher_should_stop()):
-            set_flag(CONSUMER_FETCHING)
-            seeks = _seeks(self)
-            ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
-            # getmany can return at once, many times in a row: let the loop breathe.
-            await self.sleep(0)
-            if not self.should_stop:
-                held_back = False
-                async for tp, message in ait:
-                    if _seeks(self) != seeks and acks_enabled_for(message.topic):
-                        held_back = True  # input only: changelog records have no seek to redo
-                        continue
-                    num_since_yield += 1
-                    if num_since_yield > yield_every:
-                        await asyncio.sleep(0)
-                        num_since_yield = 0
-                    offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is None or offset >= r_offset:
-                        # Faust tested ``r_offset`` for truth: after a seek to offset 1 (last
-                        # read: 0), a transaction marker there held the commit back for good.
-                        skipped = r_offset is not None and offset - r_offset > 1
-                        if skipped and r_offset is not None and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if commit_every is not None and self._n_acked >= commit_every:
-                            self._n_acked = 0
-                            await self.commit()
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                        if _seeks(self) == seeks:
-                            set_read_offset(tp, offset)
-                if held_back:
-                    await _seek_afresh(self)
-                unset_flag(CONSUMER_FETCHING)
-    except self.consumer_stopped_errors:
-        if self.transport.app.should_stop:
-            self.log.info("Broker stopped consumer, shutting down...")
-            return
-        raise
-    except asyncio.CancelledError:
-        if self.transport.app.should_stop:
-            self.log.info("Consumer shutting down for user cancel.")
-            return
-        raise
-    except Exception as exc:
-        self.log.exception("Drain messages raised: %r", exc)
-        raise
-    finally:
-        unset_flag(CONSUMER_FETCHING)
+    return _without_overtaken(self, _faust_getmany(self, timeout=timeout), _seeks(self))
+
+
+async def _without_overtaken(
+    consumer: Consumer, records: AsyncIterator[tuple[TP, Message]], seeks: int
+) -> AsyncIterator[tuple[TP, Message]]:
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    held_back = False
+    async for tp, message in records:
+        if _seeks(consumer) != seeks and acks_enabled_for(message.topic):
+            held_back = True  # input only: changelog records have no seek to redo
+            continue
+        await _add_gap_after_offset_zero(consumer, tp, message)
+        yield tp, message
+        # Resumed once the drain loop has handed the record over and read its offset.
+        if _seeks(consumer) != seeks:
+            _restore_read_offset(consumer, tp)
+    if held_back:
+        await _seek_afresh(consumer)
+
+
+async def _add_gap_after_offset_zero(consumer: Consumer, tp: TP, message: Message) -> None:
+    """The gap the drain loop misses when the last offset read is 0 (it tests it for truth):
+    after a seek to offset 1, a transaction marker there would hold the commit back for good."""
+    read = consumer._read_offset.get(tp)
+    if read == 0 and message.offset > 1 and consumer.app.topics.acks_enabled_for(message.topic):
+        await consumer._add_gap(tp, 1, message.offset)
+
+
+def _restore_read_offset(consumer: Consumer, tp: TP) -> None:
+    # Only the drain loop, with this record, wrote it since the seek: undo that.
+    sought = _sought(consumer).read_offsets
+    if tp in sought:
+        consumer._read_offset[tp] = sought[tp]
+    else:
+        consumer._read_offset.pop(tp, None)
 
 
 def new_offset(self: Consumer, tp: TP) -> int | None:
@@ -253,4 +252,4 @@ def apply() -> None:
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     Consumer._new_offset = new_offset  # type: ignore[method-assign]
     Consumer._add_gap = add_gap  # type: ignore[method-assign]
-    Consumer._drain_messages = drain_messages  # type: ignore[method-assign]
+    Consumer.getmany = getmany  # type: ignore[method-assign]

@@ -1,13 +1,15 @@
-"""The commit arithmetic of streams/faust_fixes.py: never past an offset not handled.
+"""The commit arithmetic of streams/faust_fixes.py: never past an offset not handled; and the
+batch handed to the streams: never a record a seek overtook.
 
 These run the patched ``Consumer`` methods over the bookkeeping they read and write (acked
-offsets, gaps Kafka left, where reading started), with no broker; the fault tests in
-tests/integration/test_faults.py run them against one.
+offsets, gaps Kafka left, where reading started, the offsets read), with no broker; the fault
+tests in tests/integration/test_faults.py run them against one.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,7 +17,15 @@ import pytest
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams.faust_fixes import UnsupportedVersion, add_gap, check_versions, new_offset
+from streams import faust_fixes
+from streams.faust_fixes import (
+    UnsupportedVersion,
+    add_gap,
+    check_versions,
+    getmany,
+    new_offset,
+    perform_seek,
+)
 
 INPUT = TP("lesson-events", 3)
 
@@ -86,3 +96,112 @@ def test_the_fixes_refuse_a_release_they_were_not_written_for() -> None:
 
 def test_the_installed_releases_are_the_tested_ones() -> None:
     check_versions()
+
+
+# The batch Faust's drain loop hands over (``getmany``), around a seek (fix 5).
+
+CHANGELOG = TP("learners-changelog", 3)
+
+
+def consumer(starts: dict[TP, int]) -> Any:
+    """A consumer whose seeks (the patched ``perform_seek``) go to ``starts``."""
+    state = bookkeeping(start=None, acked=[])
+    state._read_offset = defaultdict(lambda: None)
+    state.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == INPUT.topic))
+    state.seeks_asked = 0
+
+    async def seek_to_committed() -> dict[TP, int]:
+        state.seeks_asked += 1
+        return dict(starts)
+
+    state.seek_to_committed = seek_to_committed
+    state.perform_seek = lambda: perform_seek(state)
+    state._add_gap = lambda tp, offset_from, offset_to: add_gap(state, tp, offset_from, offset_to)
+    return state
+
+
+def record(tp: TP, offset: int) -> tuple[TP, Any]:
+    return tp, SimpleNamespace(topic=tp.topic, offset=offset)
+
+
+async def drain(
+    state: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: list[tuple[TP, Any]],
+    seek_while_handling: int | None = None,
+) -> list[tuple[TP, int]]:
+    """What Faust's drain loop does with a batch: hand each record over, then note its offset
+    as read. A seek runs while the record at ``seek_while_handling`` is being handled."""
+
+    async def fetched(self: Any, **_: float) -> AsyncIterator[tuple[TP, Any]]:
+        for tp, message in batch:
+            yield tp, message
+
+    monkeypatch.setattr(faust_fixes, "_faust_getmany", fetched)
+    handed: list[tuple[TP, int]] = []
+    async for tp, message in getmany(state, timeout=1.0):
+        handed.append((tp, message.offset))
+        if message.offset == seek_while_handling:
+            await state.perform_seek()
+        state._read_offset[tp] = message.offset
+    return handed
+
+
+async def test_a_batch_without_a_seek_is_handed_over_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = consumer({INPUT: 5})
+    batch = [record(INPUT, 5), record(CHANGELOG, 40), record(INPUT, 6)]
+    assert await drain(state, monkeypatch, batch) == [(INPUT, 5), (CHANGELOG, 40), (INPUT, 6)]
+    assert state.seeks_asked == 0
+    assert state._read_offset[INPUT] == 6
+
+
+async def test_input_records_a_seek_overtook_are_held_back_and_sought_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = consumer({INPUT: 5, CHANGELOG: 40})
+    batch = [record(INPUT, 7), record(CHANGELOG, 41), record(INPUT, 8)]
+    handed = await drain(state, monkeypatch, batch, seek_while_handling=7)
+    # Changelog records are never sought back: handed over still.
+    assert handed == [(INPUT, 7), (CHANGELOG, 41)]
+    assert state.seeks_asked == 2  # the one during record 7, and again after the batch
+    # Neither record moved the offsets read the seeks set: 5 and on are read afresh.
+    assert state._read_offset[INPUT] == 4
+    assert state._read_offset[CHANGELOG] == 39
+
+
+async def test_a_record_handed_over_across_a_seek_does_not_move_the_offset_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = consumer({INPUT: 5})
+    handed = await drain(state, monkeypatch, [record(INPUT, 9)], seek_while_handling=9)
+    assert handed == [(INPUT, 9)]
+    assert state.seeks_asked == 1  # nothing held back: no seek again
+    assert state._read_offset[INPUT] == 4
+
+
+async def test_a_failed_seek_again_leaves_the_records_to_a_later_seek(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = consumer({INPUT: 5})
+    seek_once = state.perform_seek
+
+    async def seek_then_fail() -> None:
+        if state.seeks_asked:
+            raise RuntimeError("rebalancing")
+        await seek_once()
+
+    state.perform_seek = seek_then_fail
+    batch = [record(INPUT, 7), record(INPUT, 8)]
+    assert await drain(state, monkeypatch, batch, seek_while_handling=7) == [(INPUT, 7)]
+    assert "seeking to the committed offsets again failed" in caplog.text
+    # Nothing past 5 was acknowledged since the seek: nothing can be committed.
+    assert new_offset(state, INPUT) is None
+
+
+async def test_a_gap_after_offset_zero_is_committed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sought to 0; a transaction marker at 1: the record after offset 0 is 2.
+    state = consumer({INPUT: 0})
+    await state.perform_seek()
+    await drain(state, monkeypatch, [record(INPUT, 0), record(INPUT, 2)])
+    state._acked[INPUT] = [0, 2]
+    assert new_offset(state, INPUT) == 3
