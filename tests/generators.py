@@ -267,7 +267,7 @@ def scenarios(
     ``scoped_awards``: only achievements for completing the world's own course or path, since
     an achievement applies to every learner of the service (for the shared real pipeline).
     ``one_attempt_per_quiz``: no learner's attempts renumbered by a late earlier one, which
-    the sink cannot store (tests/integration/test_oracle_pipeline.py).
+    the sink cannot store (tests/e2e/test_oracle_pipeline.py).
     ``late_repeats`` (with ``in_order``): a lesson completed twice may have its first
     completion arrive late, anywhere after the second: a late fact of the learner's own, which
     moves award times back to when they were met (docs/reliability.md).

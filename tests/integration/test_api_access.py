@@ -18,9 +18,9 @@ from adapters.settings import Settings
 from api.app import MAX_LINE_BYTES, create_app, start_api
 from api.auth import mint_token
 from progress.snapshots import Snapshot
-from tests.integration.processes import free_port
-from tests.integration.support import TEST_JWT_KEY, Http, make_settings
 from tests.integration.test_sink_api import learner_snapshot
+from tests.support.processes import free_port
+from tests.support.stack import TEST_JWT_KEY, Http, make_settings
 from tests.unit.test_auth import EC_PRIVATE, EC_PUBLIC, RSA_PRIVATE, RSA_PUBLIC
 
 pytestmark = pytest.mark.integration

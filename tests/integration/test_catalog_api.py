@@ -33,7 +33,7 @@ from progress.catalog import (
 )
 from progress.events import CourseUpdated
 from sinks.runner import decode_message
-from tests.integration.support import (
+from tests.support.stack import (
     Http,
     Sunk,
     catalog_snapshot,

@@ -45,7 +45,7 @@ from progress.schema import stable_id
 from progress.snapshots import Snapshot
 from sinks import runner
 from sinks.postgres import write_snapshots
-from tests.integration.support import (
+from tests.support.stack import (
     WAIT_S,
     Http,
     SinkTask,

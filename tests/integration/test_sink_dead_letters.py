@@ -23,7 +23,16 @@ from psycopg_pool import AsyncConnectionPool
 from adapters.settings import Settings
 from progress.catalog import AchievementUpdated, Criterion
 from progress.events import DeadLetter
-from tests.integration.support import (
+from tests.integration.test_sink_api import learner_snapshot, lesson_row
+from tests.integration.test_sink_erasure import (
+    comeback,
+    erasure,
+    lesson_percent,
+    rows_of,
+    send,
+    versions,
+)
+from tests.support.stack import (
     SinkTask,
     catalog_snapshot,
     committed,
@@ -33,15 +42,6 @@ from tests.integration.support import (
     produce,
     snapshot_key,
     wait_committed,
-)
-from tests.integration.test_sink_api import learner_snapshot, lesson_row
-from tests.integration.test_sink_erasure import (
-    comeback,
-    erasure,
-    lesson_percent,
-    rows_of,
-    send,
-    versions,
 )
 
 pytestmark = pytest.mark.integration

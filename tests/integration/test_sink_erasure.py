@@ -25,7 +25,8 @@ from adapters.settings import Settings
 from progress.snapshots import Erasure, Snapshot
 from sinks import runner
 from sinks.postgres import LEARNER_MODELS, SinkMessage, after_erasures, write_snapshots
-from tests.integration.support import (
+from tests.integration.test_sink_api import PER_USER_TABLES, Outage, at, learner_snapshot
+from tests.support.stack import (
     Http,
     SinkTask,
     committed,
@@ -34,7 +35,6 @@ from tests.integration.support import (
     snapshot_key,
     wait_committed,
 )
-from tests.integration.test_sink_api import PER_USER_TABLES, Outage, at, learner_snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ batch handed to the streams: never a record a seek overtook.
 
 These run the patched ``Consumer`` methods over the bookkeeping they read and write (acked
 offsets, gaps Kafka left, where reading started, the offsets read), with no broker; the fault
-tests in tests/integration/test_faults.py run them against one.
+tests in tests/e2e/test_faults.py run them against one.
 """
 
 from __future__ import annotations

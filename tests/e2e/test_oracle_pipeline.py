@@ -41,8 +41,8 @@ from progress.events import (
 from progress.schema import stable_id
 from sinks.postgres import write_snapshots
 from tests.generators import Scenario, actual_tables, compare, once_key, scenarios
-from tests.integration.processes import ServiceProcess
 from tests.oracle import KEYS, Event, Expected, Once, expected
+from tests.support.processes import ServiceProcess
 from tests.unit.test_oracle_core import course, enroll, quiz, run_core
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]

@@ -14,7 +14,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.settings import Settings
-from tests.integration.lms import (
+from tests.support.lms import (
     Lms,
     api_course,
     course_row,

@@ -8,8 +8,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.settings import Settings
-from tests.integration.lms import Lms, api_course, course_when, eventually, published, when
-from tests.integration.processes import ServiceProcess, stopped
+from tests.support.lms import Lms, api_course, course_when, eventually, published, when
+from tests.support.processes import ServiceProcess, stopped
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]
 

@@ -18,8 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.settings import Settings
 from service.redrive import redrive
-from tests.integration.lms import at, eventually, published_for
-from tests.integration.processes import ServiceProcess
+from tests.support.lms import at, eventually, published_for
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]
 

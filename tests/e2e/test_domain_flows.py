@@ -12,7 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.settings import Settings
-from tests.integration.lms import Lms, at, course_when, eventually, published_json
+from tests.support.lms import Lms, at, course_when, eventually, published_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]
 

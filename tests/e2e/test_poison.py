@@ -2,7 +2,7 @@
 empty data dir (its tables recovered from the changelogs): every good event counts, every
 bad one is dead-lettered with its reason, and the sink keeps writing.
 
-The good events are the fault tests' cohort (tests/integration/test_faults.py), compared with
+The good events are the fault tests' cohort (tests/e2e/test_faults.py), compared with
 the oracle; its competency's description is 280 KB, beside three more such competencies, so
 that the catalog only survives recovery if entries are stored one per record. The poison:
 numbers that validate as JSON but are out of range (1e400, Infinity, 10**20, 10**19), a
@@ -37,11 +37,11 @@ from adapters.settings import Settings
 from adapters.topics import SNAPSHOT_MAX_BYTES, changelog_topic
 from progress.catalog import CompetencyUpdated
 from streams.records import HALT_EXIT_CODE
-from tests.integration.lms import at, course_row, eventually, published_for, when
-from tests.integration.processes import free_port
-from tests.integration.support import committed, make_settings
-from tests.integration.test_faults import Cohort, Service
+from tests.e2e.test_faults import Cohort, Service
 from tests.oracle import Event
+from tests.support.lms import at, course_row, eventually, published_for, when
+from tests.support.processes import free_port
+from tests.support.stack import committed, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

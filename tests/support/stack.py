@@ -1,4 +1,4 @@
-"""Helpers shared by the integration tests: settings of their own, topics, unique ids, and
+"""Helpers shared by the tests on the real stack: settings of their own, topics, unique ids, and
 snapshots produced to a sink and waited for."""
 
 from __future__ import annotations

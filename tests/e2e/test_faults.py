@@ -30,12 +30,12 @@ from progress.events import (
     lesson_activity_adapter,
     quiz_activity_adapter,
 )
+from tests.e2e.test_oracle_pipeline import converged, destination, payload
 from tests.generators import Scenario
-from tests.integration.lms import at, eventually, published_for
-from tests.integration.processes import ServiceProcess, free_port, stopped, wait_for_http
-from tests.integration.support import make_settings
-from tests.integration.test_oracle_pipeline import converged, destination, payload
 from tests.oracle import Event, expected
+from tests.support.lms import at, eventually, published_for
+from tests.support.processes import ServiceProcess, free_port, stopped, wait_for_http
+from tests.support.stack import make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
