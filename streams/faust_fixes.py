@@ -73,9 +73,7 @@ async def _seek_all(
 async def seek_partitions_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TP, int]:
     """``AIOKafkaConsumerThread.seek_to_committed``, for every assigned input partition."""
     changelog_topics = frozenset(self.consumer.app.tables.changelog_topics)
-    return await self.call_thread(
-        _seek_all, self._ensure_consumer(), changelog_topics
-    )
+    return await self.call_thread(_seek_all, self._ensure_consumer(), changelog_topics)
 
 
 async def perform_seek(self: Consumer) -> None:
