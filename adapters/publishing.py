@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from adapters.errors import AdapterError
 from adapters.settings import Settings
 from adapters.topics import catalog_topics, input_topic
 from progress.catalog import CatalogEntry, CatalogEntryT
@@ -44,15 +45,15 @@ DELETABLE_KINDS: tuple[CatalogKind, ...] = tuple(
 _REQUEST_TIMEOUT_MS = 10_000
 
 
-class PublishError(Exception):
-    """Root of this module's errors."""
+class PublishError(AdapterError):
+    """The base of this module's errors: nothing was published."""
 
 
-class InvalidCatalogEntry(PublishError, ValueError):
+class InvalidCatalogEntry(PublishError):
     """The entry does not validate; the message names the fields and why."""
 
 
-class CatalogUnavailable(PublishError):
+class KafkaUnavailable(PublishError):
     """Kafka cannot be reached, or the catalog topics do not exist: nothing was published.
 
     ``reason`` says which without internals (addresses, broker errors), for API clients.
@@ -61,6 +62,14 @@ class CatalogUnavailable(PublishError):
     def __init__(self, detail: str, reason: str = "Kafka is unavailable") -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class CatalogUnavailable(KafkaUnavailable):
+    """A catalog entry was not published: Kafka is unavailable."""
+
+
+class ErasureUnavailable(KafkaUnavailable):
+    """An erasure request was not published: Kafka is unavailable."""
 
 
 def _model(kind: CatalogKind) -> type[CatalogEntryT]:
@@ -159,7 +168,7 @@ class CatalogPublisher:
             valid = entry
         else:
             raise InvalidCatalogEntry(f"a {type(entry).__name__} is not an entry of {kind}")
-        producer = await self._started()
+        producer = await self._started(CatalogUnavailable)
         try:
             await producer.send_and_wait(
                 self.topic(kind),
@@ -181,14 +190,14 @@ class CatalogPublisher:
             request_id=request_id or str(uuid.uuid4()),
             requested_at=datetime.now(UTC),
         )
-        producer = await self._started()
+        producer = await self._started(ErasureUnavailable)
         topic = self._settings.topics.erasure_requests
         try:
             await producer.send_and_wait(
                 topic, key=user_id.encode(), value=request.model_dump_json().encode()
             )
         except KafkaError as exc:
-            raise CatalogUnavailable(f"Kafka did not take the request: {exc!r}") from exc
+            raise ErasureUnavailable(f"Kafka did not take the request: {exc!r}") from exc
         log.info("requested erasure of learner %s (request %s)", user_id, request.request_id)
         return request
 
@@ -197,15 +206,17 @@ class CatalogPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def _started(self) -> AIOKafkaProducer:
+    async def _started(self, unavailable: type[KafkaUnavailable]) -> AIOKafkaProducer:
+        """The producer, started if it is not; ``unavailable`` is what a failed start
+        raises, the caller's own error."""
         async with self._starting:
             if self._producer is None:
-                self._producer = await self._start()
+                self._producer = await self._start(unavailable)
             return self._producer
 
-    async def _start(self) -> AIOKafkaProducer:
+    async def _start(self, unavailable: type[KafkaUnavailable]) -> AIOKafkaProducer:
         bootstrap = self._settings.kafka_bootstrap
-        await self._check_topics()
+        await self._check_topics(unavailable)
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", request_timeout_ms=_REQUEST_TIMEOUT_MS
         )
@@ -213,10 +224,10 @@ class CatalogPublisher:
             await producer.start()
         except (KafkaError, OSError) as exc:
             await producer.stop()
-            raise CatalogUnavailable(f"Kafka is not reachable at {bootstrap}: {exc!r}") from exc
+            raise unavailable(f"Kafka is not reachable at {bootstrap}: {exc!r}") from exc
         return producer
 
-    async def _check_topics(self) -> None:
+    async def _check_topics(self, unavailable: type[KafkaUnavailable]) -> None:
         """The catalog topics exist. The broker may create a missing topic on first send, but
         not compacted, and a catalog topic that is not compacted loses entries with age."""
         admin = AIOKafkaAdminClient(
@@ -227,7 +238,7 @@ class CatalogPublisher:
             await admin.start()
             existing = set(await admin.list_topics())
         except (KafkaError, OSError) as exc:
-            raise CatalogUnavailable(
+            raise unavailable(
                 f"Kafka is not reachable at {self._settings.kafka_bootstrap}: {exc!r}"
             ) from exc
         finally:
@@ -235,7 +246,7 @@ class CatalogPublisher:
         catalogs = catalog_topics(self._settings.topics)
         missing = [name for name in catalogs if name not in existing]
         if missing:
-            raise CatalogUnavailable(
+            raise unavailable(
                 f"catalog topics {', '.join(missing)} do not exist: create them with "
                 "`progress topics`",
                 reason="the catalog topics do not exist",

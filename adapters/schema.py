@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.errors import AdapterError
 from progress.catalog import LearningPathRow
 from progress.models import Row, UserCompetency
 
@@ -28,7 +29,7 @@ _LOCK_KEY = 0x6C6D7370726F6772
 _FILE_NAME = re.compile(r"^(\d{3})_[A-Za-z0-9_]+\.sql$")
 
 
-class MigrationError(Exception):
+class MigrationError(AdapterError):
     """The migration files themselves are inconsistent (not a database failure)."""
 
 

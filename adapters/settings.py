@@ -13,6 +13,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.errors import AdapterError
+
+
+class InvalidSettings(AdapterError, ValueError):
+    """Settings that cannot work together; the message names the variables to change."""
+
 
 class Topics(BaseModel):
     """Kafka topic names, all under one optional prefix so test runs can share a broker."""

@@ -24,19 +24,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.cache import ProgressCache, redis_client
 from adapters.publishing import CatalogPublisher
-from adapters.settings import Settings
-from api.auth import (
-    PUBLIC_PATHS,
-    Authenticator,
-    Forbidden,
-    NoAuth,
-    TokenVerifier,
-    Unauthorized,
-    authorize,
-)
+from adapters.settings import InvalidSettings, Settings
+from api.auth import PUBLIC_PATHS, Authenticator, NoAuth, TokenVerifier, authorize
+from api.errors import ApiError
 from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS, SETTINGS
 from api.routes import setup_routes
-from api.views import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +147,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return web.json_response(
-            {"error": exc.error, "detail": exc.detail}, status=exc.status, headers=exc.headers
+            {"error": exc.code, "detail": exc.detail}, status=exc.status, headers=exc.headers
         )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -184,7 +176,7 @@ def _authenticator(settings: Settings) -> Authenticator:
         log.warning("API_AUTH=off: the API answers anyone, as staff (local development only)")
         return NoAuth()
     if not settings.api_jwt_key:
-        raise ValueError(
+        raise InvalidSettings(
             "API_AUTH=jwt needs API_JWT_KEY (the token signing key); "
             "API_AUTH=off turns authentication off for local development"
         )
@@ -198,16 +190,12 @@ def _authenticator(settings: Settings) -> Authenticator:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every route but health and readiness needs a token allowed to ask for it."""
+    """Every route but health and readiness needs a token allowed to ask for it: else
+    ``Unauthorized`` (401) or ``Forbidden`` (403), answered by ``error_middleware``."""
     if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
         return await handler(request)
-    try:
-        principal = request.app[AUTH].principal(request.headers.get("Authorization"))
-        authorize(principal, request.path, request.match_info.get("user_id"))
-    except Unauthorized as exc:
-        raise ApiError.unauthorized(str(exc), exc.challenge) from None
-    except Forbidden as exc:
-        raise ApiError.forbidden(str(exc)) from None
+    principal = request.app[AUTH].principal(request.headers.get("Authorization"))
+    authorize(principal, request.path, request.match_info.get("user_id"))
     return await handler(request)
 
 

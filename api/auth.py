@@ -22,22 +22,24 @@ from typing import Literal
 
 import jwt
 
+from api.errors import ApiError
+
 Scope = Literal["progress:read", "catalog:write", "learners:erase"]
 ALL_SCOPES: frozenset[str] = frozenset({"progress:read", "catalog:write", "learners:erase"})
 LEEWAY_SECONDS = 30
 
 
-class Unauthorized(Exception):
-    """No usable token: answer 401.
+class Unauthorized(ApiError):
+    """No usable token: answered 401, with the ``WWW-Authenticate`` challenge (RFC 6750).
 
-    ``error`` is the RFC 6750 error code for the ``WWW-Authenticate`` challenge:
-    ``invalid_token`` when a bearer token was given but is not valid, ``invalid_request``
-    when the Authorization header is not ``Bearer <token>``, ``None`` when there was none.
+    ``error`` is the RFC 6750 error code for the challenge: ``invalid_token`` when a bearer
+    token was given but is not valid, ``invalid_request`` when the Authorization header is
+    not ``Bearer <token>``, ``None`` when there was none.
     """
 
     def __init__(self, detail: str, error: str | None = None) -> None:
-        super().__init__(detail)
         self.error = error
+        super().__init__(401, "unauthorized", detail, {"WWW-Authenticate": self.challenge})
 
     @property
     def challenge(self) -> str:
@@ -45,8 +47,11 @@ class Unauthorized(Exception):
         return "Bearer" if self.error is None else f'Bearer error="{self.error}"'
 
 
-class Forbidden(Exception):
-    """A valid token without the right: answer 403."""
+class Forbidden(ApiError):
+    """A valid token without the right: answered 403."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(403, "forbidden", detail)
 
 
 @dataclass(frozen=True)

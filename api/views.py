@@ -27,6 +27,7 @@ from adapters.publishing import (
     CatalogEntryT,
     CatalogKind,
     CatalogUnavailable,
+    ErasureUnavailable,
     InvalidCatalogEntry,
     entry_json,
     tombstone,
@@ -34,6 +35,7 @@ from adapters.publishing import (
 )
 from api import queries
 from api.auth import Unauthorized
+from api.errors import ApiError
 from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
 from progress.models import ProgressStatus
 from progress.schema import EventTime, Id
@@ -70,44 +72,6 @@ DEFAULT_LIMIT = 100
 _READY_TIMEOUT_S = 2.0
 # A little longer than a probe's own timeout, so the probe's error is the one reported.
 _READY_DEADLINE_S = _READY_TIMEOUT_S + 0.5
-
-
-class ApiError(Exception):
-    """An answer for the client: its HTTP status, an error code and a readable detail."""
-
-    def __init__(
-        self, status: int, error: str, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.headers = headers
-
-    @classmethod
-    def bad_request(cls, detail: str) -> ApiError:
-        return cls(400, "bad_request", detail)
-
-    @classmethod
-    def unauthorized(cls, detail: str, challenge: str = "Bearer") -> ApiError:
-        """A 401 with its ``WWW-Authenticate`` challenge (RFC 6750)."""
-        return cls(401, "unauthorized", detail, {"WWW-Authenticate": challenge})
-
-    @classmethod
-    def forbidden(cls, detail: str) -> ApiError:
-        return cls(403, "forbidden", detail)
-
-    @classmethod
-    def not_found(cls, detail: str) -> ApiError:
-        return cls(404, "not_found", detail)
-
-    @classmethod
-    def unsupported_media_type(cls, detail: str) -> ApiError:
-        return cls(415, "unsupported_media_type", detail)
-
-    @classmethod
-    def unavailable(cls, detail: str) -> ApiError:
-        return cls(503, "unavailable", detail)
 
 
 # ------------------------------------------------------------------ parameters
@@ -430,7 +394,7 @@ async def erase_learner(request: web.Request) -> web.Response:
         raise ApiError.bad_request("request_id must be a string of 1 to 128 characters")
     try:
         erasure = await request.app[PUBLISHER].request_erasure(user_id, request_id)
-    except CatalogUnavailable as exc:
+    except ErasureUnavailable as exc:
         log.warning("erasure not requested: %s", exc)
         raise ApiError.unavailable(f"the erasure was not requested: {exc.reason}") from None
     return web.json_response(

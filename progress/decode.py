@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from progress.errors import DomainError
 from progress.events import ConsumedEvent
 from progress.kinds import INPUTS, StreamKind
 
 MAX_MESSAGE_BYTES = 1_000_000
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(DomainError):
     """A message this service cannot process; ``reason`` says why, for the dead-letter record."""
 
     def __init__(self, reason: str, error_type: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Self
 
 from pydantic import model_validator
 
+from progress.errors import DomainError
 from progress.models import (
     AssignmentSubmission,
     CourseProgress,
@@ -34,6 +35,10 @@ from progress.models import (
     fill_unchanged,
 )
 from progress.schema import OutputModel
+
+
+class MixedLearners(DomainError):
+    """Snapshots of different learners were given to one ``merge``."""
 
 
 class Snapshot(OutputModel):
@@ -111,7 +116,7 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     version = first.version
     for snapshot in snapshots:
         if snapshot.user_id != first.user_id:
-            raise ValueError(f"cannot merge snapshots of {first.user_id} and {snapshot.user_id}")
+            raise MixedLearners(f"cannot merge snapshots of {first.user_id} and {snapshot.user_id}")
         version = max(version, snapshot.version)
         if snapshot.user_progress.version > user_progress.version:
             user_progress = snapshot.user_progress

@@ -31,6 +31,7 @@ from typing import Any
 
 from adapters.publishing import CATALOG_KINDS, CatalogKind
 from adapters.settings import Settings
+from progress.errors import ProgressError
 
 
 def _logging(settings: Settings) -> None:
@@ -96,7 +97,7 @@ _HELP = {
 }
 
 
-class CommandError(Exception):
+class CommandError(ProgressError):
     """A command cannot do what it was asked; the message says why, for the terminal."""
 
 

@@ -75,6 +75,7 @@ from progress.models import (
     fill_unchanged,
 )
 from progress.snapshots import Erasure, Snapshot
+from sinks.errors import InvalidSnapshot
 
 SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | Erasure
 CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
@@ -343,14 +344,15 @@ _CATALOG_WRITES: Mapping[type[CatalogRow], _CatalogWrites] = MappingProxyType(
 
 
 def catalog_row(snapshot: CatalogSnapshot) -> CatalogRow:
-    """The one row a catalog snapshot carries; ValueError if it carries none or several."""
+    """The one row a catalog snapshot carries; ``InvalidSnapshot`` if it carries none or
+    several."""
     rows = [
         row
         for row in (snapshot.competency, snapshot.achievement, snapshot.learning_path)
         if row is not None
     ]
     if len(rows) != 1:
-        raise ValueError(f"a catalog snapshot carries exactly one row, this one {len(rows)}")
+        raise InvalidSnapshot(f"a catalog snapshot carries exactly one row, this one {len(rows)}")
     return rows[0]
 
 

@@ -56,6 +56,7 @@ from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
 from progress.catalog import CatalogSnapshot
 from progress.events import DeadLetter
 from progress.snapshots import Erasure, Snapshot
+from sinks.errors import InvalidSnapshot
 from sinks.postgres import SinkMessage, after_erasures, catalog_row, write_snapshots
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,10 @@ _MESSAGE: TypeAdapter[Snapshot | CatalogSnapshot | Erasure] = TypeAdapter(
 
 
 def decode_message(value: bytes | None) -> SinkMessage:
-    """The message in a snapshot-topic record; ValidationError or ValueError if none."""
+    """The message in a snapshot-topic record; ``ValidationError`` or ``InvalidSnapshot`` if
+    there is none."""
     if value is None:
-        raise ValueError("the record has no value")
+        raise InvalidSnapshot("the record has no value")
     message = _MESSAGE.validate_json(value)
     if isinstance(message, CatalogSnapshot):
         catalog_row(message)  # exactly one row
@@ -290,7 +292,7 @@ class _Sink:
             for record in records:
                 try:
                     decoded.append((record, decode_message(record.value)))
-                except (ValidationError, ValueError) as exc:
+                except (ValidationError, InvalidSnapshot) as exc:
                     dead.append(dead_letter_for(record, _reason(exc), "undecodable"))
             offsets[partition] = records[-1].offset + 1
 

@@ -49,6 +49,8 @@ from faust.types import TP, Message
 from faust.utils.functional import consecutive_numbers
 from intervaltree import IntervalTree
 
+from streams.errors import WorkerError
+
 log = logging.getLogger(__name__)
 
 
@@ -222,7 +224,7 @@ async def add_gap(self: Consumer, tp: TP, offset_from: int, offset_to: int) -> N
 WRITTEN_FOR = {"faust-streaming": ((0, 15, 3), (0, 16)), "aiokafka": ((0, 13), (0, 15))}
 
 
-class UnsupportedVersion(RuntimeError):
+class UnsupportedVersion(WorkerError):
     """An installed Faust or aiokafka release the fixes were not written for."""
 
 

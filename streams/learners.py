@@ -40,6 +40,7 @@ from streams.course_store import CourseStore
 from streams.dead_letters import DeadLetters
 from streams.effects import Effects
 from streams.erasure import Erasures
+from streams.errors import WorkerError
 from streams.indexes import LearnerIndex
 from streams.learner_cache import LearnerCache
 from streams.records import EffectsFailed, Records
@@ -54,11 +55,11 @@ _GROWTH_PER_BYTE = 8
 _GROWTH_PER_EVENT = 16_384
 
 
-class LearnersFailed(Exception):
+class LearnersFailed(WorkerError):
     """Some of the learners a catalog entry or course structure re-derives failed."""
 
 
-class TooLarge(Exception):
+class TooLarge(WorkerError):
     """What an event would write is over a record limit: the event is refused."""
 
 

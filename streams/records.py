@@ -16,12 +16,14 @@ from typing import Any, NoReturn
 
 from faust.types import AppT, ProducerT, TopicT
 
+from streams.errors import WorkerError
+
 log = logging.getLogger(__name__)
 
 HALT_EXIT_CODE = 70
 
 
-class EffectsFailed(Exception):
+class EffectsFailed(WorkerError):
     """An effect of a handled event (a published record, a table write) could not be
     written. Not the event's fault: the worker must stop before its offset is committed."""
 
