@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -37,11 +39,25 @@ def _max_bytes(size: int) -> dict[str, str]:
 
 _COMPACTED = {"cleanup.policy": "compact"}
 
-# The worker's tables (streams/app.py). Their changelog topics are created with the others:
-# left to Faust, a fresh worker creates them while it starts and can read the metadata before
-# they are in it; the table then looks like it has 0 partitions and its agent crashes until
-# the next rebalance, minutes later.
-TABLES = ("learners", "erasures", "courses", "catalog", "indexes")
+# The worker's tables (streams/app.py), each with what it holds (Faust's ``help``). Their
+# changelog topics are created with the others: left to Faust, a fresh worker creates them
+# while it starts and can read the metadata before they are in it; the table then looks like
+# it has 0 partitions and its agent crashes until the next rebalance, minutes later.
+LEARNERS_TABLE = "learners"
+ERASURES_TABLE = "erasures"
+COURSES_TABLE = "courses"
+CATALOG_TABLE = "catalog"
+INDEXES_TABLE = "indexes"
+TABLES: Mapping[str, str] = MappingProxyType(
+    {
+        LEARNERS_TABLE: "LearnerState JSON by user_id",
+        ERASURES_TABLE: "time of the learner's last erasure, by user_id",
+        COURSES_TABLE: "KnownCourse by '<partition>/<course_id>'",
+        CATALOG_TABLE: "catalog entries by id, by '<partition>/<kind>'",
+        INDEXES_TABLE: "sorted user ids by '<partition>/members/<course_id>/<shard>' and "
+        "'<partition>/learners/<shard>'",
+    }
+)
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -85,7 +101,7 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     t = settings.topics
     configs = {name: dict(_COMPACTED) for name in catalog_topics(t)}
     configs |= {changelog_topic(settings, table): dict(_COMPACTED) for table in TABLES}
-    configs[changelog_topic(settings, "learners")] |= _max_bytes(LEARNERS_CHANGELOG_MAX_BYTES)
+    configs[changelog_topic(settings, LEARNERS_TABLE)] |= _max_bytes(LEARNERS_CHANGELOG_MAX_BYTES)
     configs[t.snapshots] = _max_bytes(SNAPSHOT_MAX_BYTES)
     configs[t.dead_letter] = _max_bytes(DEAD_LETTER_MAX_BYTES)
     # The sink's dead letter of a snapshot carries it whole, in base64.

@@ -23,8 +23,14 @@ from faust.types import TableT
 
 from adapters.settings import Settings
 from adapters.topics import (
+    CATALOG_TABLE,
+    COURSES_TABLE,
+    ERASURES_TABLE,
+    INDEXES_TABLE,
+    LEARNERS_TABLE,
     PRODUCER_MAX_REQUEST_BYTES,
     TABLE_VALUE_MAX_BYTES,
+    TABLES,
     catalog_topics,
     consumed_kinds,
     learner_input_topics,
@@ -87,8 +93,9 @@ def create_app(settings: Settings) -> faust.App:
     }
     kinds = consumed_kinds(t)
 
-    # Tables: changelog-backed, partitioned like the learner input.
-    def table(name: str, help_: str, **options: Any) -> TableT[Any, Any]:
+    # Tables: changelog-backed, partitioned like the learner input; named, with what they
+    # hold, in adapters/topics.py, which creates their changelog topics.
+    def table(name: str, **options: Any) -> TableT[Any, Any]:
         return app.Table(
             name,
             default=None,
@@ -96,7 +103,7 @@ def create_app(settings: Settings) -> faust.App:
             # Faust stores both as JSON, in RocksDB and in the changelog alike.
             key_type=str,
             partitions=settings.topic_partitions,
-            help=help_,
+            help=TABLES[name],
             **options,
         )
 
@@ -104,15 +111,11 @@ def create_app(settings: Settings) -> faust.App:
     # (``value_type=bytes`` selects the raw codec), dumped and parsed by pydantic in one step,
     # instead of a dict that Faust encodes again. Values written as JSON dicts before are the
     # same JSON text, so an existing changelog still loads (``streams/state_codec.py``).
-    learners = table("learners", "LearnerState JSON by user_id", value_type=bytes)
-    erasures = table("erasures", "time of the learner's last erasure, by user_id")
-    courses = table("courses", "KnownCourse by '<partition>/<course_id>'")
-    catalog = table("catalog", "catalog entries by id, by '<partition>/<kind>'")
-    indexes = table(
-        "indexes",
-        "sorted user ids by '<partition>/members/<course_id>/<shard>' and "
-        "'<partition>/learners/<shard>'",
-    )
+    learners = table(LEARNERS_TABLE, value_type=bytes)
+    erasures = table(ERASURES_TABLE)
+    courses = table(COURSES_TABLE)
+    catalog = table(CATALOG_TABLE)
+    indexes = table(INDEXES_TABLE)
 
     records = Records(app)
 
