@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://progress:progress@127.0.0.1:5432/progress"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+    # How long a PostgreSQL client waits for a pooled connection: then an API request answers
+    # 503, and a sink write counts as a failed attempt (retried).
+    pg_connection_timeout_seconds: float = Field(default=5.0, gt=0)
+
     topic_prefix: str = ""
     # Partitions of every user-keyed topic: the most workers that can share the load.
     topic_partitions: int = Field(default=8, ge=1)

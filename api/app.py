@@ -32,8 +32,6 @@ from api.routes import setup_routes
 
 log = logging.getLogger(__name__)
 
-# A request waits this long for a pooled connection before answering 503.
-_PG_CONNECTION_TIMEOUT_S = 5.0
 _PG_POOL_MAX = 10
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed"}
 # The longest request line (so URL) and header line the server reads: aiohttp's default,
@@ -213,7 +211,8 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
         open=False,
         min_size=1,
         max_size=_PG_POOL_MAX,
-        timeout=_PG_CONNECTION_TIMEOUT_S,
+        # A request waits this long for a pooled connection before answering 503.
+        timeout=app[SETTINGS].pg_connection_timeout_seconds,
         # A connection that died with a PostgreSQL restart is replaced, not handed out.
         check=AsyncConnectionPool.check_connection,
         configure=_configure_connection,

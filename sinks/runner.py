@@ -92,8 +92,6 @@ _MAX_REASON_CHARS = 2_000
 
 _FIRST_RETRY_DELAY_S = 0.1
 _REPORT_EVERY_S = 30.0
-# How long a write waits for a pooled connection before it counts as a failed attempt.
-_PG_CONNECTION_TIMEOUT_S = 5.0
 
 
 def _message_kind(data: Any) -> str:
@@ -211,7 +209,8 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
         open=False,
         min_size=1,
         max_size=1,  # one transaction at a time: batches are written in order
-        timeout=_PG_CONNECTION_TIMEOUT_S,
+        # A write waits this long for a pooled connection before it counts as a failed attempt.
+        timeout=settings.pg_connection_timeout_seconds,
         name="sink",
     )
     redis = redis_client(settings.redis_url)
