@@ -24,7 +24,6 @@ from redis.exceptions import RedisError
 
 from adapters.cache import Fields
 from adapters.publishing import (
-    CatalogEntryT,
     CatalogKind,
     CatalogUnavailable,
     ErasureUnavailable,
@@ -37,6 +36,7 @@ from api import queries
 from api.auth import Unauthorized
 from api.errors import ApiError
 from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
+from progress.catalog import CatalogEntryT
 from progress.models import ProgressStatus
 from progress.schema import EventTime, Id
 
