@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import model_validator
 
@@ -80,6 +80,28 @@ class Snapshot(OutputModel):
         return out
 
 
+VersionedRowT = TypeVar("VersionedRowT", bound=VersionedRow)
+
+
+def newest_row(kept: VersionedRowT | None, row: VersionedRowT) -> VersionedRowT:
+    """Which of two offers of one row to keep: ``kept``, offered first (None: none was), or
+    ``row``, offered after it. The newer version wins, ``kept`` on equal versions, as
+    PostgreSQL keeps the stored row on a tie; the winner's ``unchanged`` fields left None
+    are taken from the other (``models.fill_unchanged``), as the sink keeps a stored value.
+
+    The one rule for "newest version wins": ``merge`` and the sink's ``coalesce`` both keep
+    rows by it, so a merged snapshot writes what its parts would.
+    """
+    if kept is None:
+        return row
+    if row.version > kept.version:
+        # Checking ``unchanged`` first saves a call for the rows that have none.
+        return fill_unchanged(row, kept) if row.unchanged else row
+    if row.version == kept.version and row.unchanged:
+        return fill_unchanged(kept, row)
+    return kept
+
+
 # The fields of a snapshot that hold rows, each a set keyed by row id.
 _ROW_GROUPS = (
     "course_progress",
@@ -97,44 +119,35 @@ _ROW_GROUPS = (
 def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     """One snapshot for a learner's snapshots, given in the order they were made.
 
-    Each row is kept at the newest version any of them has it, the first of equal versions:
-    the sink's own rule (``sinks.postgres.coalesce``), so the rows it writes are the same.
+    Each row is kept at the newest version any of them has it, the first of equal versions
+    (``newest_row``, the sink's rule too), so the rows the sink writes are the same.
     The sets the sink replaces by their parent row's version (a course's modules, the
     learner-wide paths, competencies and evidence: ``_RETIRE_MODULES``,
     ``_RETRACT_LEARNER_WIDE``) come out the same too: each snapshot sends them whole, at its
     own version, so the rows of a set that a later snapshot left out are older than its
     parent row in the merge, and are removed as they would have been. A competency row
-    carries its evidence, which therefore goes with the newest competency row. A row kept
-    with an ``unchanged`` field None takes it from the row it replaced or tied with
-    (``models.fill_unchanged``), as the sink would keep the stored value.
+    carries its evidence, which therefore goes with the newest competency row.
     """
     if len(snapshots) == 1:
         return snapshots[0]
     first = snapshots[0]
-    newest: dict[str, dict[str, Any]] = {name: {} for name in _ROW_GROUPS}
+    groups: dict[str, dict[str, Any]] = {name: {} for name in _ROW_GROUPS}
     user_progress = first.user_progress
     version = first.version
     for snapshot in snapshots:
         if snapshot.user_id != first.user_id:
             raise MixedLearners(f"cannot merge snapshots of {first.user_id} and {snapshot.user_id}")
         version = max(version, snapshot.version)
-        if snapshot.user_progress.version > user_progress.version:
-            user_progress = snapshot.user_progress
+        user_progress = newest_row(user_progress, snapshot.user_progress)
         for name in _ROW_GROUPS:
-            kept = newest[name]
+            kept = groups[name]
             for row in getattr(snapshot, name):
-                held = kept.get(row.id)
-                if held is None:
-                    kept[row.id] = row
-                elif row.version > held.version:
-                    kept[row.id] = fill_unchanged(row, held)
-                elif row.version == held.version:
-                    kept[row.id] = fill_unchanged(held, row)
+                kept[row.id] = newest_row(kept.get(row.id), row)
     return Snapshot(
         user_id=first.user_id,
         version=version,
         user_progress=user_progress,
-        **{name: tuple(rows.values()) for name, rows in newest.items()},
+        **{name: tuple(rows.values()) for name, rows in groups.items()},
     )
 
 

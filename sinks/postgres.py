@@ -72,9 +72,8 @@ from progress.models import (
     Row,
     UserProgress,
     VersionedRow,
-    fill_unchanged,
 )
-from progress.snapshots import Erasure, Snapshot
+from progress.snapshots import Erasure, Snapshot, newest_row
 from sinks.errors import InvalidSnapshot
 
 SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | Erasure
@@ -359,9 +358,10 @@ def catalog_row(snapshot: CatalogSnapshot) -> CatalogRow:
 def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[VersionedRow]]:
     """The newest row per (table, id) across the snapshots, grouped by model.
 
-    On a tie the first one seen is kept, as PostgreSQL keeps the stored row on a tie. A kept
-    row's ``unchanged`` fields left None are taken from the row it replaced or tied with
-    (``fill_unchanged``), as the merge would keep the stored value (``_kept_or_stored``).
+    Rows are kept by ``progress.snapshots.newest_row``, the rule of the learner merge too: the
+    first of equal versions, as PostgreSQL keeps the stored row on a tie, with the
+    ``unchanged`` fields it leaves None taken from the other, as the upsert keeps a stored
+    value (``_kept_or_stored``).
     """
     newest: dict[type[Row], dict[str, VersionedRow]] = {}
     for snapshot in snapshots:
@@ -372,13 +372,7 @@ def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[VersionedRow
             by_id = newest.get(type(row))
             if by_id is None:
                 by_id = newest[type(row)] = {}
-            kept = by_id.get(row.id)
-            if kept is None:
-                by_id[row.id] = row
-            elif row.version > kept.version:
-                by_id[row.id] = fill_unchanged(row, kept) if row.unchanged else row
-            elif row.version == kept.version and row.unchanged:
-                by_id[row.id] = fill_unchanged(kept, row)
+            by_id[row.id] = newest_row(by_id.get(row.id), row)
     return {model: list(by_id.values()) for model, by_id in newest.items()}
 
 
