@@ -55,7 +55,9 @@ from progress.learner_rules import (
     path_rows,
 )
 from progress.rollup import (
+    CourseFigures,
     completed_under_earlier_structure,
+    course_figures,
     course_row,
     lesson_row,
     module_rows,
@@ -205,13 +207,14 @@ def _conclude(
     """
     published: list[PublishedEvent] = []
     candidate = base
+    figures: CourseFigures | None = None
     # A late fact of the learner's own: ``before`` is the learner without it.
     late = learner_fact and original is not None and event_time < original.updated_at
     before = original if late else None
     if focus is not None:
         course_id, course, known = focus
         was = before.courses.get(course_id) if before is not None else None
-        course = _derive_course(base.user_id, course_id, course, known, published, was)
+        course, figures = _derive_course(base.user_id, course_id, course, known, published, was)
         candidate = with_course(base, course_id, course)
     candidate, awards = derive_learner(candidate, catalog, before=before)
     candidate = candidate.model_copy(
@@ -231,7 +234,9 @@ def _conclude(
     else:
         state = original
 
-    snapshot = _snapshot(state, catalog, focus, touched)
+    # The course's facts in ``state`` are those ``figures`` count: ``state`` is the candidate,
+    # or the original with the same facts.
+    snapshot = _snapshot(state, catalog, focus, touched, figures)
     if changed and focus is not None and snapshot.course_progress:
         course_progress = snapshot.course_progress[0]
         published.append(
@@ -267,8 +272,9 @@ def _derive_course(
     known: KnownCourse | None,
     published: list[PublishedEvent],
     before: CourseState | None = None,
-) -> CourseState:
-    """The course with its summary and once-only marks, appending what to publish.
+) -> tuple[CourseState, CourseFigures | None]:
+    """The course with its summary and once-only marks, appending what to publish; and the
+    figures it was summarized from (None when not enrolled: no summary, no rows).
 
     ``completion_announced_at`` is when the course was first completed, as in event-time
     order: set once, with CourseCompleted. ``before``: the course before a late fact of the
@@ -312,21 +318,22 @@ def _derive_course(
             "derived_with": known.structure_event_id if known and known.structure else "",
         }
     )
-    summary = summarize_course(course_id, course, known) if course.enrolled else None
+    if not course.enrolled:
+        return course.model_copy(update={"summary": None}), None
+    figures = course_figures(course, known)
+    summary = summarize_course(course_id, course, known, figures=figures)
     course = course.model_copy(update={"summary": summary})
     announced_at = course.completion_announced_at
-    if summary is None:
-        return course
     if announced_at is not None:
         if before is None or before.summary is None:
-            return course
+            return course, figures
         # Only what the late fact itself moved: a structure change since the announcement
         # may date the completion earlier too, and that does not rewrite it.
         now = _completed_at(course_id, course, summary, known)
         then = _completed_at(course_id, before, before.summary, known)
         if now is not None and now < announced_at and (then is None or now < then):
             course = course.model_copy(update={"completion_announced_at": now})
-        return course
+        return course, figures
     completed = summary if summary.status == "completed" else None
     completed = completed or completed_under_earlier_structure(course_id, course, known)
     if completed is not None:
@@ -339,7 +346,7 @@ def _derive_course(
                 completed_at=completed.completed_at,  # type: ignore[arg-type]
             )
         )
-    return course
+    return course, figures
 
 
 def _completed_at(
@@ -385,6 +392,7 @@ def _snapshot(
     catalog: Catalog,
     focus: tuple[str, CourseState, KnownCourse | None] | None,
     touched: _Touched,
+    figures: CourseFigures | None,
 ) -> Snapshot:
     parts: dict[str, list[object]] = {
         "course_progress": [],
@@ -401,7 +409,7 @@ def _snapshot(
         row = course_row(state, course_id)
         if row is not None:
             parts["course_progress"].append(row)
-            parts["module_progress"] += module_rows(state, course_id, known)
+            parts["module_progress"] += module_rows(state, course_id, known, figures)
         lessons = touched.lessons if touched.lessons is not None else sorted(course.lessons)
         parts["lesson_progress"] += [lesson_row(state, course_id, x, known) for x in lessons]
         quizzes = touched.quizzes

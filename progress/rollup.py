@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TypeAlias
 
 from progress.facts import earliest, latest
 from progress.items import (
@@ -96,7 +97,7 @@ def _active(course: CourseState) -> bool:
     return bool(course.lessons or course.quiz_attempts or course.submissions)
 
 
-class _ModuleFigures:
+class ModuleFigures:
     """Counts for one module of the structure, against one learner's facts."""
 
     def __init__(self, module: ModuleDef, course: CourseState) -> None:
@@ -163,26 +164,16 @@ class _ModuleFigures:
         return facts
 
 
-# The figures of the modules last summarized. An event's course is summarized and then its
-# module rows are built from the same facts: the second time is served from here. Keyed by
-# identity and holding the objects themselves (so an id cannot be reused while listed);
-# states are immutable and a change of facts replaces the dict it is in, so the same objects
-# give the same figures.
-_FIGURES_KEPT = 64
-_figures_kept: dict[tuple[int, ...], tuple[tuple[object, ...], _ModuleFigures]] = {}
+CourseFigures: TypeAlias = tuple[ModuleFigures, ...]
 
 
-def _figures(module: ModuleDef, course: CourseState) -> _ModuleFigures:
-    held = (module, course.lessons, course.quiz_attempts, course.submissions)
-    key = tuple(id(x) for x in held)
-    kept = _figures_kept.get(key)
-    if kept is not None and all(a is b for a, b in zip(kept[0], held, strict=True)):
-        return kept[1]
-    figures = _ModuleFigures(module, course)
-    if len(_figures_kept) >= _FIGURES_KEPT:
-        del _figures_kept[next(iter(_figures_kept))]
-    _figures_kept[key] = (held, figures)
-    return figures
+def course_figures(course: CourseState, known: KnownCourse | None) -> CourseFigures:
+    """The figures of each module of the course's structure (none while it is unknown),
+    against the learner's facts in ``course``: what both the course's summary and its module
+    rows count. An event's course is summarized and then its rows built from the same facts,
+    so its caller computes them once and hands them to both (``figures=``)."""
+    structure = known.structure if known else None
+    return tuple(ModuleFigures(m, course) for m in structure.modules) if structure else ()
 
 
 def _fact(
@@ -199,15 +190,21 @@ def _fact(
 
 
 def summarize_course(
-    course_id: str, course: CourseState, known: KnownCourse | None, *, history: bool = True
+    course_id: str,
+    course: CourseState,
+    known: KnownCourse | None,
+    *,
+    history: bool = True,
+    figures: CourseFigures | None = None,
 ) -> CourseSummary:
     """The learner's roll-up of one course against its structure (empty while unknown).
 
     ``history``: also date the evidence a newer structure made retroactive (``known_at``);
-    off when summarizing under an older structure for that very purpose."""
+    off when summarizing under an older structure for that very purpose. ``figures``: the
+    ``course_figures`` of this course and structure, if the caller has them."""
     structure = known.structure if known else None
-    modules = structure.modules if structure else ()
-    figures = [_figures(m, course) for m in modules]
+    if figures is None:
+        figures = course_figures(course, known)
     started_at, last_activity_at = _fold_times(course)
     total = sum(f.total for f in figures)
     done = sum(f.done for f in figures)
@@ -370,14 +367,21 @@ def lesson_row(
 
 
 def module_rows(
-    state: LearnerState, course_id: str, known: KnownCourse | None
+    state: LearnerState,
+    course_id: str,
+    known: KnownCourse | None,
+    figures: CourseFigures | None = None,
 ) -> list[ModuleProgress]:
+    """The rows of the course's modules; ``figures``: the ``course_figures`` of the learner's
+    course and ``known``, if the caller has them."""
     if known is None or known.structure is None:
         return []
     course = state.courses[course_id]
+    if figures is None:
+        figures = course_figures(course, known)
     rows = []
-    for module in known.structure.modules:
-        f = _figures(module, course)
+    for f in figures:
+        module = f.module
         structure_at = known.structure_updated_at
         created_at = earliest(course.enrolled_at, structure_at) or structure_at
         rows.append(
