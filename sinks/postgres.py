@@ -372,7 +372,9 @@ def coalesce(snapshots: Iterable[Snapshot]) -> dict[type[Row], list[VersionedRow
             by_id = newest.get(type(row))
             if by_id is None:
                 by_id = newest[type(row)] = {}
-            by_id[row.id] = newest_row(by_id.get(row.id), row)
+            kept = by_id.get(row.id)
+            # Most rows are the first of their id in a batch: kept without a call.
+            by_id[row.id] = row if kept is None else newest_row(kept, row)
     return {model: list(by_id.values()) for model, by_id in newest.items()}
 
 
