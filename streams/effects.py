@@ -30,6 +30,7 @@ from progress.events import PublishedEvent
 from progress.outcomes import Outcome
 from progress.snapshots import Snapshot, merge_within
 from progress.state import LearnerState
+from streams.errors import NoCurrentEvent
 from streams.learner_cache import LearnerCache
 from streams.records import Records, delivered
 from streams.state_codec import encode_state
@@ -109,5 +110,5 @@ class Effects:
         # Any event of the learner's partition: table writes are routed by it.
         event = self.batch_event or current_event()
         if event is None:
-            raise RuntimeError("a learner's state can only be written while handling an event")
+            raise NoCurrentEvent("a learner's state can only be written while handling an event")
         return event
