@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
+import aiohttp
 import psycopg
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -70,7 +72,8 @@ async def _serve(settings: Settings) -> None:
 
 async def start_api(settings: Settings, *, handle_signals: bool = False) -> web.AppRunner:
     """The API listening on ``API_HOST:API_PORT``; ``runner.cleanup()`` stops it."""
-    runner = ApiRunner(create_app(settings), handle_signals=handle_signals)
+    runner_class = ApiRunner if json_protocol_errors() else web.AppRunner
+    runner = runner_class(create_app(settings), handle_signals=handle_signals)
     await runner.setup()
     await web.TCPSite(runner, settings.api_host, settings.api_port).start()
     log.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
@@ -85,6 +88,30 @@ async def start_api(settings: Settings, *, handle_signals: bool = False) -> web.
 # hook to change that (aio-libs/aiohttp#3287). So the API's server builds its connections
 # from a RequestHandler whose handle_error answers in the API's JSON shape. aiohttp's test
 # server and web.run_app use a plain AppRunner, so only what ApiRunner serves has it.
+
+
+# ApiRunner overrides AppRunner._make_server and reads Server._kwargs and _loop, private parts
+# of aiohttp, as they are in these releases (pyproject.toml bounds aiohttp to them too).
+AIOHTTP_WRITTEN_FOR = ((3, 10), (3, 15))
+
+
+def json_protocol_errors(version: str = aiohttp.__version__) -> bool:
+    """Whether ApiRunner may be used with this aiohttp release. Outside the tested range the
+    API still serves, with a plain AppRunner: protocol errors are then aiohttp's plain text,
+    and a warning says so."""
+    release = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    lowest, below = AIOHTTP_WRITTEN_FOR
+    if lowest <= release < below:
+        return True
+    log.warning(
+        "aiohttp %s is outside %s to %s, which api/app.py's ApiRunner was written for: "
+        "protocol errors (an over-long URL, a malformed request) are answered as aiohttp's "
+        "plain text, not JSON",
+        version,
+        ".".join(map(str, lowest)),
+        ".".join(map(str, below)),
+    )
+    return False
 
 
 class _JsonErrorHandler(RequestHandler):

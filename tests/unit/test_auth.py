@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from api.app import json_protocol_errors
 from api.auth import Forbidden, TokenVerifier, Unauthorized, mint_token
 from service import cli
 
@@ -226,3 +227,11 @@ def test_progress_token_signs_hs256_with_the_shared_secret(
     code, out, err = run_token_command(monkeypatch, capsys, "u1")
     assert (code, out) == (1, "")
     assert "API_JWT_KEY is not set" in err
+
+
+def test_json_protocol_errors_only_with_the_aiohttp_releases_they_were_written_for() -> None:
+    assert json_protocol_errors("3.14.5")
+    assert json_protocol_errors("3.10.0")
+    assert not json_protocol_errors("3.15.0")
+    assert not json_protocol_errors("4.0.0a1")
+    assert not json_protocol_errors("3.9.5")
