@@ -30,6 +30,7 @@ from adapters.settings import Settings
 from bench import (
     api_load,
     ceiling,
+    faust_floor,
     freshness,
     naive_peer,
     pipeline,
@@ -65,6 +66,10 @@ async def _ceiling(ctx: Context) -> dict[str, Any]:
 async def _pipeline(ctx: Context) -> dict[str, Any]:
     profile = RESULTS / "worker.pyspy" if ctx.args.profile else None
     return await pipeline.measure(ctx.env, profile=profile)
+
+
+async def _faust_floor(ctx: Context) -> dict[str, Any]:
+    return await faust_floor.measure(ctx.env)
 
 
 async def _naive(ctx: Context) -> dict[str, Any]:
@@ -110,6 +115,7 @@ async def _state_recovery(ctx: Context) -> dict[str, Any]:
 SECTIONS: list[tuple[str, Measure]] = [
     ("ceiling", _ceiling),
     ("pipeline", _pipeline),
+    ("faust_floor", _faust_floor),
     ("naive_peer", _naive),
     ("quix_peer", _quix),
     ("freshness", _freshness),
@@ -138,6 +144,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float | None, str, bool 
     rows: list[tuple[str, float | None, str, bool | None]] = []
     share = ratio(worker, ceiling_rate)
     rows.append(("pipeline / ceiling", share, ">= 0.50", None if share is None else share >= 0.5))
+    floor = ratio(worker, _value(results, "faust_floor", "events_per_s"))
+    at_floor = None if floor is None else floor >= 0.5
+    rows.append(("pipeline / Faust floor", floor, ">= 0.50", at_floor))
     ahead = ratio(worker, quix)
     rows.append(("pipeline / Quix Streams", ahead, "> 1", None if ahead is None else ahead > 1))
     times = ratio(worker, naive)
@@ -169,6 +178,7 @@ def print_report(report: dict[str, Any]) -> None:
         ("ceiling (aiokafka read + decode_event)", "ceiling", "events_per_s"),
         ("pipeline: worker, to tables + published", "pipeline", "worker_events_per_s"),
         ("pipeline: worker then sink, to PostgreSQL", "pipeline", "to_postgres_events_per_s"),
+        ("Faust floor: worker's I/O, no domain work", "faust_floor", "events_per_s"),
         ("peer 1: naive, one upsert per event", "naive_peer", "events_per_s"),
         ("peer 2: Quix Streams roll-up", "quix_peer", "events_per_s"),
     ]
@@ -179,6 +189,16 @@ def print_report(report: dict[str, Any]) -> None:
             continue
         times = f"{worker / rate:.2f}" if worker and section != "pipeline" else ""
         print(f"{label:<42} {rate:>12,.0f} {times:>11}")
+    cpu = [
+        f"{label} {us:,.0f}"
+        for label, section, name in (
+            ("worker", "pipeline", "worker_cpu_us_per_event"),
+            ("Faust floor", "faust_floor", "cpu_us_per_event"),
+        )
+        if (us := _value(results, section, name)) is not None
+    ]
+    if cpu:
+        print("CPU µs per event: " + ", ".join(cpu))
     fresh = results.get("freshness", {})
     if "p99_ms" in fresh:
         print(
