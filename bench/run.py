@@ -30,6 +30,7 @@ from adapters.settings import Settings
 from bench import (
     api_load,
     ceiling,
+    core,
     faust_floor,
     freshness,
     naive_peer,
@@ -61,6 +62,10 @@ Measure = Callable[[Context], Awaitable[dict[str, Any]]]
 
 async def _ceiling(ctx: Context) -> dict[str, Any]:
     return await ceiling.measure(ctx.env)
+
+
+async def _core(ctx: Context) -> dict[str, Any]:
+    return await core.measure(ctx.workload)
 
 
 async def _pipeline(ctx: Context) -> dict[str, Any]:
@@ -114,6 +119,7 @@ async def _state_recovery(ctx: Context) -> dict[str, Any]:
 # Run in this order; freshness needs the pipeline's worker state. New sections go here.
 SECTIONS: list[tuple[str, Measure]] = [
     ("ceiling", _ceiling),
+    ("core", _core),
     ("pipeline", _pipeline),
     ("faust_floor", _faust_floor),
     ("naive_peer", _naive),
@@ -151,6 +157,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float | None, str, bool 
     rows.append(("pipeline / Quix Streams", ahead, "> 1", None if ahead is None else ahead > 1))
     times = ratio(worker, naive)
     rows.append(("pipeline / naive peer", times, ">= 10", None if times is None else times >= 10))
+    core_us = _value(results, "core", "cpu_us_per_event")
+    rows.append(
+        ("core CPU us per event", core_us, "<= 150", None if core_us is None else core_us <= 150)
+    )
     rows.append(("freshness p99 (ms)", p99, "<= 1000", None if p99 is None else p99 <= 1000))
     sink = _value(results, "sink_rows", "batched_rows_per_s")
     rows.append(("sink rows/s, batched", sink, ">= 50000", None if sink is None else sink >= 50000))
@@ -176,6 +186,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{'measurement':<42} {'events/s':>12} {'pipeline x':>11}")
     rows = [
         ("ceiling (aiokafka read + decode_event)", "ceiling", "events_per_s"),
+        ("core: decode + derive + encode, no Kafka", "core", "events_per_s"),
         ("pipeline: worker, to tables + published", "pipeline", "worker_events_per_s"),
         ("pipeline: worker then sink, to PostgreSQL", "pipeline", "to_postgres_events_per_s"),
         ("Faust floor: worker's I/O, no domain work", "faust_floor", "events_per_s"),
