@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,6 +70,7 @@ async def measure(
     if first is None:
         raise RuntimeError(f"the worker wrote no snapshots; see {worker.log_path}")
     worker_s = done - first
+    batching = _batching(worker.log_text())
     snapshots = total(await end_offsets(bootstrap, [t.snapshots]))
     published = total(await end_offsets(bootstrap, published_topics(t).values()))
 
@@ -93,6 +95,28 @@ async def measure(
         "sink_seconds": sink_s,
         "sink_snapshots_per_s": snapshots / sink_s,
         "to_postgres_events_per_s": events / (worker_s + sink_s),
+        **batching,
+    }
+
+
+# The worker's report line (streams/app.py), logged every 30 s and on shutdown: its last one
+# covers the whole run.
+_REPORT = re.compile(
+    r"(\d+) batches of ([\d.]+) events on average, ([\d.]+) learner-state writes per event"
+)
+
+
+def _batching(log_text: str) -> dict[str, float]:
+    """The worker's mean batch and learner-state writes per event, from its last report;
+    nothing when it logged none."""
+    found = _REPORT.findall(log_text)
+    if not found:
+        return {}
+    batches, mean, writes = found[-1]
+    return {
+        "worker_batches": float(batches),
+        "worker_mean_batch": float(mean),
+        "worker_state_writes_per_event": float(writes),
     }
 
 

@@ -201,13 +201,26 @@ def create_app(settings: Settings) -> faust.App:
         ]
         await delivered(copies)
 
-    @app.timer(interval=30.0)
-    async def report() -> None:
+    def report() -> None:
+        s = learner_stream
         log.info(
-            "processed %d learner events, dead-lettered %d, ignored %d from before an erasure",
-            learner_stream.processed,
+            "processed %d learner events, dead-lettered %d, ignored %d from before an erasure; "
+            "%d batches of %.1f events on average, %.3f learner-state writes per event",
+            s.processed,
             dead_letters.count,
-            learner_stream.ignored,
+            s.ignored,
+            s.batches,
+            s.batched_events / max(s.batches, 1),
+            s.effects.state_writes / max(s.batched_events, 1),
         )
+
+    @app.timer(interval=30.0)
+    async def report_every_30_s() -> None:
+        report()
+
+    # And once more on the way out: a short run may end before the first report.
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def report_on_shutdown(sender: Any, **kwargs: Any) -> None:
+        report()
 
     return app

@@ -59,6 +59,8 @@ class Effects:
         self._states: dict[str, tuple[EventT, LearnerState]] = {}
         self._deliveries: list[Awaitable[Any]] = []
         self._snapshots: dict[str, list[Snapshot]] = {}
+        # Learner states written to the table since the start (reported with the batches).
+        self.state_writes = 0
 
     def held(self, user_id: str) -> LearnerState | None:
         """The learner's state as this batch left it so far, if it changed it."""
@@ -92,6 +94,7 @@ class Effects:
         deliveries, self._deliveries = self._deliveries, []
         await delivered(deliveries)
         states, self._states = self._states, {}
+        self.state_writes += len(states)
         for user_id, (event, state) in states.items():
             value = encode_state(state)
             # A table write goes to the partition of the current event: this learner's.

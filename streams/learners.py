@@ -101,6 +101,10 @@ class LearnerStream:
         )
         self.processed = 0
         self.ignored = 0
+        # Batches handled and the events they held (dead-lettered ones too): with
+        # ``effects.state_writes``, the mean batch and the state writes per event.
+        self.batches = 0
+        self.batched_events = 0
         # How much this batch may have grown each learner's stored state: see ``_fits``.
         self._growth: dict[str, int] = {}
         # The kinds the worker applies itself (``progress.kinds.WorkerStep``).
@@ -130,6 +134,8 @@ class LearnerStream:
                 await self.handle(event.message)
         self.effects.batch_event = None
         await self.flush()
+        self.batches += 1
+        self.batched_events += len(events)
 
     async def flush(self) -> None:
         """Carry out the batch's effects, in their order (``streams.effects``)."""
