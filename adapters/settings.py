@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     # about a seventh of its throughput (BENCHMARKS.md).
     worker_producer_linger_ms: int = Field(default=5, ge=0)
     worker_producer_batch_bytes: int = Field(default=262_144, ge=16_384)
+    # Learner-event batches (streams/batching.py): a batch is what is waiting, up to this many
+    # events (a learner's state is written once per batch, however many of its events it
+    # holds), handed over once no event came for a moment (nothing more is waiting), or after
+    # this long taking them in.
+    worker_batch_max_events: int = Field(default=1000, ge=1)
+    worker_batch_max_wait_ms: int = Field(default=100, ge=0)
 
     # Snapshot sink.
     sink_group_id: str = "lms-progress-sink"

@@ -16,6 +16,7 @@ bad input of any topic ─▶ progress.dead-letter
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from typing import Any
 
 import faust
@@ -39,16 +40,16 @@ from adapters.topics import (
 from progress.decode import InvalidEvent, decode_event
 from progress.events import PublishedEvent
 from streams import faust_fixes
+from streams.batching import batches
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
 from streams.records import EffectsFailed, Records, delivered, halt
 
 log = logging.getLogger(__name__)
 
-# A batch is handled when this many events arrived, or this long after its first: the
-# longest an event waits for its batch to fill, at low rates.
-BATCH_MAX_EVENTS = 500
-BATCH_WITHIN_S = 0.01
+# A batch is handed over when no event came for this long: Faust's stream reads what is
+# waiting at a few thousand records per second, so a pause this long means nothing is.
+BATCH_IDLE_S = 0.005
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -150,17 +151,27 @@ def create_app(settings: Settings) -> faust.App:
     # Agents.
     @app.agent(learner_input, name="learner_events")
     async def learner_events(stream: faust.StreamT[bytes]) -> None:
-        # In batches: one wait for the deliveries of a whole batch's published events
-        # instead of a broker round trip per event (streams/effects.py). Faust acks the
-        # batch's events, so their offsets can be committed, only after the batch is done.
-        # Faust's Stream has take_events; its abstract StreamT does not declare it.
-        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            try:
-                await learner_stream.handle_batch(events)
-            except Exception as error:
-                # Effects not written (EffectsFailed), or a failure outside any one event's
-                # handling: the batch must not be acknowledged.
-                halt(error)
+        # In batches of what is waiting (streams/batching.py): one wait for the deliveries
+        # of a whole batch's published events instead of a broker round trip per event, and
+        # one state write per learner and batch (streams/effects.py). Acks are ours: an
+        # event's offset may be committed only once its batch was handled and flushed.
+        stream.enable_acks = False
+        gathered = batches(
+            aiter(stream.events()),
+            max_items=settings.worker_batch_max_events,
+            max_wait_s=settings.worker_batch_max_wait_ms / 1000,
+            idle_s=BATCH_IDLE_S,
+        )
+        async with aclosing(gathered):
+            async for events in gathered:
+                try:
+                    await learner_stream.handle_batch(events)
+                except Exception as error:
+                    # Effects not written (EffectsFailed), or a failure outside any one
+                    # event's handling: the batch must not be acknowledged.
+                    halt(error)
+                for event in events:
+                    await stream.ack(event)
 
     @app.agent(catalogs, name="catalog_updates")
     async def fan_out_catalog_updates(stream: faust.StreamT[bytes]) -> None:
