@@ -31,9 +31,11 @@ class EffectsFailed(WorkerError):
 def halt(error: BaseException) -> NoReturn:
     """Stop the process at once, without committing anything.
 
-    Faust acknowledges a batch's events when its agent stops, whatever stopped it, and
-    commits acknowledged offsets on the way out; exiting at once is the one way to be sure
-    the offsets of events whose effects were not written stay uncommitted.
+    The learner agent acknowledges a batch only after it was handled (streams/app.py), but
+    Faust acknowledges the event an agent with automatic acks (the catalog fan-out) was on
+    when it stops, and on the way out commits whatever was acknowledged, of every agent:
+    exiting at once is the one way to be sure the offsets of events whose effects were not
+    written stay uncommitted.
     """
     log.critical(
         "stopping the worker: an effect could not be written (%s: %s); nothing after the "
