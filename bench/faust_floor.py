@@ -7,7 +7,8 @@ the worker's settings (``streams.app.create_app``): raw bytes topics, the same p
 (acks, linger, batch size, max request size), ``processing_guarantee="at_least_once"``, the
 same store, the worker's fixes to Faust's consumer (``streams.faust_fixes``) and its direct
 producer path (``streams.records.Records``). One agent reads every input topic of the
-workload in ``take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S)`` batches and, reading
+workload in the worker's batches (``streams.batching.batches``, acknowledged once handled)
+and, reading
 nothing of an event but its key, does what the worker's effects do (``streams.effects``):
 
 1. per event, one ~240-byte record to an output topic; their deliveries awaited together;
@@ -27,6 +28,7 @@ import asyncio
 import logging
 import re
 import sys
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,8 @@ def run_app(inputs: list[str], data_dir: str) -> None:
     from adapters.settings import Settings
     from adapters.topics import PRODUCER_MAX_REQUEST_BYTES
     from streams import faust_fixes
-    from streams.app import BATCH_MAX_EVENTS, BATCH_WITHIN_S
+    from streams.app import BATCH_IDLE_S
+    from streams.batching import batches
     from streams.records import Records, delivered, halt
     from streams.tables import partition_of, write
 
@@ -174,11 +177,22 @@ def run_app(inputs: list[str], data_dir: str) -> None:
 
     @app.agent(source, name="floor_events")
     async def floor_events(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            try:
-                await handle(events)
-            except Exception as error:
-                halt(error)
+        # As the worker's learner agent (streams/app.py).
+        stream.enable_acks = False
+        gathered = batches(
+            aiter(stream.events()),
+            max_items=settings.worker_batch_max_events,
+            max_wait_s=settings.worker_batch_max_wait_ms / 1000,
+            idle_s=BATCH_IDLE_S,
+        )
+        async with aclosing(gathered):
+            async for events in gathered:
+                try:
+                    await handle(events)
+                except Exception as error:
+                    halt(error)
+                for event in events:
+                    await stream.ack(event)
 
     def report() -> None:
         print(
