@@ -6,7 +6,7 @@ Around a rebalance, records are fetched and then thrown away: by ``getmany`` whe
 is paused between the fetch and the hand-over, by the stream queues cleared when the rebalance
 starts, by a fetch cancelled when the flow is suspended. Faust relies on seeking every input
 partition back to its committed offset once recovery is done, and on its commit arithmetic
-never to move past an offset that was not handled. Four places break that, and each showed in
+never to move past an offset that was not handled. Five places break that, and each showed in
 the fault test of a second worker joining and leaving (tests/e2e/test_faults.py):
 
 1. aiokafka's ``seek_to_committed`` seeks only partitions whose committed offset is above 0. A
