@@ -108,9 +108,8 @@ def run_app(inputs: list[str], data_dir: str) -> None:
     from faust.types import EventT
 
     from adapters.settings import Settings
-    from adapters.topics import PRODUCER_MAX_REQUEST_BYTES
     from streams import faust_fixes
-    from streams.app import BATCH_IDLE_S
+    from streams.app import BATCH_IDLE_S, app_options
     from streams.batching import batches
     from streams.records import Records, delivered, halt
     from streams.tables import partition_of, write
@@ -119,25 +118,7 @@ def run_app(inputs: list[str], data_dir: str) -> None:
     app_id, published_name, snapshots_name = names(settings.topic_prefix)
     faust_fixes.apply()
     # As streams.app.create_app, but for the app id and the data dir.
-    app = faust.App(
-        app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store=settings.worker_store,
-        datadir=data_dir,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
-        processing_guarantee="at_least_once",
-        producer_acks=-1,
-        producer_linger=settings.worker_producer_linger_ms / 1000,
-        producer_max_batch_size=settings.worker_producer_batch_bytes,
-        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.worker_session_timeout_seconds,
-        broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    app = faust.App(app_id, datadir=data_dir, **app_options(settings))
 
     def topic(*topic_names: str) -> faust.TopicT:
         return app.topic(*topic_names, key_type=bytes, value_type=bytes)

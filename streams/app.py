@@ -52,31 +52,39 @@ log = logging.getLogger(__name__)
 BATCH_IDLE_S = 0.005
 
 
+def app_options(settings: Settings) -> dict[str, Any]:
+    """The worker's Faust settings but its id and data dir: one place, shared with the
+    benchmark's Faust floor peer (bench/faust_floor.py), which must do I/O as the worker does."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "store": settings.worker_store,
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": 1,
+        # At-least-once with idempotent derivation (streams/effects.py): every effect of
+        # an event is flushed before its offset is committed.
+        "processing_guarantee": "at_least_once",
+        "producer_acks": -1,
+        "producer_linger": settings.worker_producer_linger_ms / 1000,
+        "producer_max_batch_size": settings.worker_producer_batch_bytes,
+        # Dead letters carry their original message, snapshots every row an event touched:
+        # both topics take larger records (adapters/topics.py).
+        "producer_max_request_size": PRODUCER_MAX_REQUEST_BYTES,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": settings.worker_session_timeout_seconds,
+        "broker_heartbeat_interval": settings.worker_session_timeout_seconds / 3,
+        "web_enabled": False,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+
+
 def create_app(settings: Settings) -> faust.App:
     faust_fixes.apply()  # without it, a rebalance can skip input (streams/faust_fixes.py)
     t = settings.topics
     app = faust.App(
         f"{settings.topic_prefix}{settings.worker_app_id}",
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store=settings.worker_store,
         datadir=str(settings.worker_data_dir),
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
-        # At-least-once with idempotent derivation (streams/effects.py): every effect of
-        # an event is flushed before its offset is committed.
-        processing_guarantee="at_least_once",
-        producer_acks=-1,
-        producer_linger=settings.worker_producer_linger_ms / 1000,
-        producer_max_batch_size=settings.worker_producer_batch_bytes,
-        # Dead letters carry their original message, snapshots every row an event touched:
-        # both topics take larger records (streams/records.py).
-        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.worker_session_timeout_seconds,
-        broker_heartbeat_interval=settings.worker_session_timeout_seconds / 3,
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
+        **app_options(settings),
     )
 
     # Topics. Values are raw bytes: decoding is ours, so bad input can be dead-lettered
