@@ -3,14 +3,19 @@
 #   Kafka 3.9.1 (single-node KRaft, jars from Maven Central) on 127.0.0.1:9092
 #   PostgreSQL (Debian package, cluster "main")               on 127.0.0.1:5432
 #   Redis (Debian package)                                     on 127.0.0.1:6379
+#   kafka-secure: a second, separate Kafka with one SASL_SSL listener on 127.0.0.1:9094
+#     (self-signed CA made at its first start; users for PLAIN and SCRAM-SHA-256/512)
 #
-# Usage: scripts/stack.sh up     [kafka|postgres|redis ...]
-#        scripts/stack.sh down   [--purge] [kafka|postgres|redis ...]
-#        scripts/stack.sh status [kafka|postgres|redis ...]
+# Usage: scripts/stack.sh up     [kafka|postgres|redis|kafka-secure ...]
+#        scripts/stack.sh down   [--purge] [kafka|postgres|redis|kafka-secure ...]
+#        scripts/stack.sh status [kafka|postgres|redis|kafka-secure ...]
 #
-# No service name means all three. `up` is idempotent. `down --purge` also deletes the
-# Kafka log dir ($STACK_DIR/kafka-data) but keeps the downloaded jars. `status` exits 0
-# when every asked-for service answers, 1 otherwise.
+# No service name means kafka, postgres and redis (`down` also stops kafka-secure if it runs):
+# kafka-secure is started only when asked for (the secure-Kafka tests ask for it), so the
+# demo does not pay for a second JVM. `up` is idempotent. `down --purge` also deletes the
+# Kafka log dirs but keeps the downloaded jars. `status` exits 0 when every asked-for service
+# answers, 1 otherwise. `up kafka-secure` writes the client settings that reach it
+# (KAFKA_SECURITY_PROTOCOL=SASL_SSL, ...) to $STACK_DIR/kafka-secure/client.env.
 #
 # State lives outside git in STACK_DIR=${PROGRESS_STACK_DIR:-$HOME/.cache/lms-progress}.
 # Progress goes to stderr; `up` prints one "name url" line per service to stdout.
@@ -39,6 +44,29 @@ KAFKA_TOOLS_LOGS_DIR="$KAFKA_LOGS_DIR/tools"
 KAFKA_READY_TIMEOUT="${STACK_KAFKA_READY_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT=30
 
+# The secure broker: its own process, ports, data dir and cluster, so starting or stopping it
+# never touches the plain broker that other runs share. Small heap: tests only.
+KS_HOST=127.0.0.1
+KS_PORT=9094
+KS_CONTROLLER_PORT=9095
+KS_DIR="$STACK_DIR/kafka-secure"
+KS_DATA="$KS_DIR/data"
+KS_CONF="$KS_DIR/server.properties"
+KS_CLIENT_CONF="$KS_DIR/client.properties"
+KS_CLIENT_ENV="$KS_DIR/client.env"
+KS_PKI="$KS_DIR/pki"
+KS_LOG="$KS_DIR/kafka.log"
+KS_LOGS_DIR="$KS_DIR/logs"
+KS_PID="$KS_DIR/kafka.pid"
+KS_HEAP="${STACK_KAFKA_SECURE_HEAP:--Xms128m -Xmx320m}"
+# Local test credentials, not secrets: the broker's own (inter-broker) user, and the user the
+# service connects as, with the same password for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
+KS_ADMIN_USER=admin
+KS_ADMIN_PASSWORD=admin-secret
+KS_USER=progress
+KS_PASSWORD=progress-secret
+KS_URL="$KS_HOST:$KS_PORT"
+
 PG_HOST=127.0.0.1
 PG_PORT=5432
 PG_CLUSTER=main
@@ -65,7 +93,7 @@ log() { printf 'stack: %s\n' "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '7,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '9,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -307,6 +335,196 @@ kafka_stop() {
   rm -f "$KAFKA_PID"
   log "kafka stopped"
 }
+# ---------------------------------------------------------------- kafka-secure
+
+ks_pid() {
+  local pid
+  [[ -s "$KS_PID" ]] || return 1
+  pid="$(tr -dc '0-9' <"$KS_PID")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+  printf '%s\n' "$pid"
+}
+
+# A self-signed CA and a broker certificate naming 127.0.0.1 and localhost (clients check
+# the host name), made once; PEM throughout: Kafka reads PEM key stores, so no keytool.
+ks_ensure_pki() {
+  [[ -s "$KS_PKI/ca.pem" && -s "$KS_PKI/broker-keystore.pem" ]] && return 0
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  log "kafka-secure: making a self-signed CA and a broker certificate in $KS_PKI"
+  rm -rf "$KS_PKI"
+  mkdir -p "$KS_PKI"
+  (
+    cd "$KS_PKI"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=lms-progress local CA" \
+      -keyout ca-key.pem -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$KS_HOST" \
+      -keyout broker-key.pem -out broker.csr 2>/dev/null
+    printf 'subjectAltName=IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
+      "$KS_HOST" >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+      -days 3650 -extfile broker.ext -out broker.pem 2>/dev/null
+    # Kafka's PEM key store: the PKCS#8 key, then the certificate chain.
+    { openssl pkcs8 -topk8 -nocrypt -in broker-key.pem; cat broker.pem ca.pem; } \
+      >broker-keystore.pem
+    chmod 600 ca-key.pem broker-key.pem broker-keystore.pem
+  ) || die "kafka-secure: openssl failed to make the certificates"
+}
+
+ks_jaas_scram() {
+  printf 'org.apache.kafka.common.security.scram.ScramLoginModule required username="%s" password="%s";' "$1" "$2"
+}
+
+ks_write_config() {
+  cat >"$KS_CONF" <<EOF
+# Generated by scripts/stack.sh on every 'up kafka-secure'; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$KS_HOST:$KS_CONTROLLER_PORT
+listeners=SASL_SSL://$KS_HOST:$KS_PORT,CONTROLLER://$KS_HOST:$KS_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://$KS_HOST:$KS_PORT
+inter.broker.listener.name=SASL_SSL
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+# PLAIN users live in the broker's JAAS entry; SCRAM users in the cluster metadata, added
+# when the storage is formatted (--add-scram).
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$KS_ADMIN_USER" password="$KS_ADMIN_PASSWORD" user_$KS_ADMIN_USER="$KS_ADMIN_PASSWORD" user_$KS_USER="$KS_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$(ks_jaas_scram "$KS_ADMIN_USER" "$KS_ADMIN_PASSWORD")
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$(ks_jaas_scram "$KS_ADMIN_USER" "$KS_ADMIN_PASSWORD")
+ssl.keystore.type=PEM
+ssl.keystore.location=$KS_PKI/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KS_PKI/ca.pem
+ssl.endpoint.identification.algorithm=https
+log.dirs=$KS_DATA
+num.partitions=8
+auto.create.topics.enable=true
+default.replication.factor=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+EOF
+  # The readiness check is a client of the broker like any other.
+  cat >"$KS_CLIENT_CONF" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=$(ks_jaas_scram "$KS_USER" "$KS_PASSWORD")
+ssl.truststore.type=PEM
+ssl.truststore.location=$KS_PKI/ca.pem
+EOF
+  # The service's settings (adapters/settings.py) that reach it.
+  cat >"$KS_CLIENT_ENV" <<EOF
+KAFKA_BOOTSTRAP=$KS_URL
+KAFKA_SECURITY_PROTOCOL=SASL_SSL
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_SASL_USERNAME=$KS_USER
+KAFKA_SASL_PASSWORD=$KS_PASSWORD
+KAFKA_SSL_CAFILE=$KS_PKI/ca.pem
+EOF
+}
+
+ks_answers() {
+  port_open "$KS_HOST" "$KS_PORT" || return 1
+  kafka_have_libs && [[ -s "$KS_CLIENT_CONF" ]] || return 1
+  timeout 30 "$JAVA" -Xms32m -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    -Dlog4j.configuration="file:$KAFKA_LOG4J" -Dkafka.logs.dir="$KS_LOGS_DIR/tools" \
+    -cp "$KAFKA_LIBS/*" kafka.admin.BrokerApiVersionsCommand \
+    --bootstrap-server "$KS_URL" --command-config "$KS_CLIENT_CONF" 2>/dev/null \
+    | grep -q "(id: 1 rack"
+}
+
+ks_spawn() {
+  local pid id
+  if pid="$(ks_pid)"; then
+    log "kafka-secure already running (pid $pid)"
+    return 0
+  fi
+  rm -f "$KS_PID"
+  if port_open "$KS_HOST" "$KS_PORT" || port_open "$KS_HOST" "$KS_CONTROLLER_PORT"; then
+    die "port $KS_PORT or $KS_CONTROLLER_PORT on $KS_HOST is taken by a process this script did not start"
+  fi
+  kafka_ensure_tools
+  kafka_ensure_libs
+  ks_ensure_pki
+  mkdir -p "$KS_DATA" "$KS_LOGS_DIR/tools"
+  ks_write_config
+  id=""
+  if [[ -f "$KS_DATA/meta.properties" ]]; then
+    id="$(sed -n 's/^cluster\.id=//p' "$KS_DATA/meta.properties" | head -n1)"
+  fi
+  if [[ -z "$id" ]]; then
+    id="$("$JAVA" -cp "$KAFKA_LIBS/*" -Dlog4j.configuration="file:$KAFKA_LOG4J" \
+      -Dkafka.logs.dir="$KS_LOGS_DIR/tools" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    [[ -n "$id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
+  fi
+  log "kafka-secure: formatting storage (cluster id $id) with the SCRAM users"
+  "$JAVA" -cp "$KAFKA_LIBS/*" -Dlog4j.configuration="file:$KAFKA_LOG4J" \
+    -Dkafka.logs.dir="$KS_LOGS_DIR/tools" kafka.tools.StorageTool format \
+    -t "$id" -c "$KS_CONF" --ignore-formatted \
+    --add-scram "SCRAM-SHA-512=[name=$KS_ADMIN_USER,password=$KS_ADMIN_PASSWORD]" \
+    --add-scram "SCRAM-SHA-512=[name=$KS_USER,password=$KS_PASSWORD]" \
+    --add-scram "SCRAM-SHA-256=[name=$KS_USER,password=$KS_PASSWORD]" \
+    >>"$KS_LOG" 2>&1 || { tail -n 30 "$KS_LOG" >&2; die "kafka-secure storage format failed"; }
+
+  log "starting kafka-secure on $KS_URL (SASL_SSL; log: $KS_LOG)"
+  # setsid: outlives the shell or test that started it, like the plain broker.
+  # shellcheck disable=SC2016,SC2086  # $0 is expanded by the inner bash; KS_HEAP is two flags
+  setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$KS_PID" \
+    "$JAVA" $KS_HEAP -XX:+UseSerialGC -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_LOG4J" -Dkafka.logs.dir="$KS_LOGS_DIR" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KS_CONF" \
+    >>"$KS_LOG" 2>&1 </dev/null &
+  local _
+  for _ in $(seq 1 50); do
+    [[ -s "$KS_PID" ]] && break
+    sleep 0.1
+  done
+  [[ -s "$KS_PID" ]] || die "kafka-secure did not write its pidfile"
+}
+
+ks_wait() {
+  local deadline=$((SECONDS + KAFKA_READY_TIMEOUT)) pid
+  while :; do
+    if ! pid="$(ks_pid)"; then
+      tail -n 40 "$KS_LOG" >&2 || true
+      die "kafka-secure failed to start"
+    fi
+    if ks_answers; then
+      log "kafka-secure ready (pid $pid)"
+      return 0
+    fi
+    if (( SECONDS >= deadline )); then
+      tail -n 40 "$KS_LOG" >&2 || true
+      die "kafka-secure not ready within ${KAFKA_READY_TIMEOUT}s"
+    fi
+    sleep 1
+  done
+}
+
+ks_stop() {
+  local pid
+  if ! pid="$(ks_pid)"; then
+    rm -f "$KS_PID"
+    return 0
+  fi
+  log "stopping kafka-secure (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( SECONDS >= deadline )); then
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.5
+  done
+  rm -f "$KS_PID"
+  log "kafka-secure stopped"
+}
 
 # ---------------------------------------------------------------- postgresql
 
@@ -481,10 +699,13 @@ cmd_up() {
   mkdir -p "$STACK_DIR"
   # Kafka's JVM takes a while: spawn it first, bring up the others, then wait for it.
   want kafka && kafka_spawn
+  want kafka-secure && ks_spawn
   want postgres && pg_start
   want redis && redis_start
   want kafka && kafka_wait
+  want kafka-secure && ks_wait
   want kafka && echo "kafka $KAFKA_URL"
+  want kafka-secure && echo "kafka-secure $KS_URL $KS_CLIENT_ENV"
   want postgres && echo "postgresql $PG_URL"
   want redis && echo "redis $REDIS_URL"
   return 0
@@ -492,11 +713,16 @@ cmd_up() {
 
 cmd_down() {
   want kafka && kafka_stop
+  { want kafka-secure || [[ $ALL -eq 1 ]]; } && ks_stop
   want redis && redis_stop
   want postgres && pg_stop
   if [[ $PURGE -eq 1 ]] && want kafka; then
     log "purging $KAFKA_DATA"
     rm -rf "$KAFKA_DATA"
+  fi
+  if [[ $PURGE -eq 1 ]] && { want kafka-secure || [[ $ALL -eq 1 ]]; }; then
+    log "purging $KS_DATA"
+    rm -rf "$KS_DATA"
   fi
   return 0
 }
@@ -505,6 +731,9 @@ cmd_status() {
   local rc=0
   if want kafka; then
     if kafka_answers; then echo "kafka up $KAFKA_URL"; else echo "kafka down $KAFKA_URL"; rc=1; fi
+  fi
+  if want kafka-secure; then
+    if ks_answers; then echo "kafka-secure up $KS_URL"; else echo "kafka-secure down $KS_URL"; rc=1; fi
   fi
   if want postgres; then
     if pg_ready && pg_login_ok; then echo "postgresql up $PG_URL"
@@ -527,11 +756,16 @@ for arg in "$@"; do
     kafka) SERVICES+=(kafka) ;;
     postgres|postgresql|pg) SERVICES+=(postgres) ;;
     redis) SERVICES+=(redis) ;;
+    kafka-secure) SERVICES+=(kafka-secure) ;;
     -h|--help) usage ;;
-    *) die "unknown argument: $arg (services: kafka, postgres, redis)" ;;
+    *) die "unknown argument: $arg (services: kafka, postgres, redis, kafka-secure)" ;;
   esac
 done
-[[ ${#SERVICES[@]} -gt 0 ]] || SERVICES=(kafka postgres redis)
+ALL=0
+if [[ ${#SERVICES[@]} -eq 0 ]]; then
+  SERVICES=(kafka postgres redis)
+  ALL=1
+fi
 [[ $PURGE -eq 0 || "$CMD" == down ]] || die "--purge only goes with down"
 
 case "$CMD" in
