@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from adapters.errors import AdapterError
+from adapters.kafka_clients import kafka_client_options
 from adapters.settings import Settings
 from adapters.topics import catalog_topics, input_topic
 from progress.catalog import CatalogEntry, CatalogEntryT
@@ -218,7 +219,9 @@ class CatalogPublisher:
         bootstrap = self._settings.kafka_bootstrap
         await self._check_topics(unavailable)
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", request_timeout_ms=_REQUEST_TIMEOUT_MS
+            **kafka_client_options(self._settings),
+            acks="all",
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
         )
         try:
             await producer.start()
@@ -231,7 +234,7 @@ class CatalogPublisher:
         """The catalog topics exist. The broker may create a missing topic on first send, but
         not compacted, and a catalog topic that is not compacted loses entries with age."""
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **kafka_client_options(self._settings),
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
         )
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.errors import AdapterError
@@ -135,6 +135,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # How every Kafka client the project makes talks to the brokers (adapters/kafka_clients.py):
+    # the listener's protocol, for SASL the mechanism and the credentials, for TLS the CA that
+    # signed the brokers' certificates and, for mutual TLS, this client's own certificate.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field(default="", repr=False)
+    kafka_ssl_cafile: Path | None = None  # None: the system's trusted CAs
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: str = Field(default="", repr=False)
+    # Off only for brokers whose certificates do not name the host clients reach them by.
+    kafka_ssl_check_hostname: bool = True
     database_url: str = "postgresql://progress:progress@127.0.0.1:5432/progress"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
@@ -184,6 +197,12 @@ class Settings(BaseSettings):
     api_jwt_audience: str | None = None
 
     log_level: str = "INFO"
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # `KAFKA_SSL_CAFILE=` (as an env file writes an unset one) means no file, not ".".
+        return None if value == "" else value
 
     @property
     def topics(self) -> Topics:

@@ -45,9 +45,20 @@ def _logging(settings: Settings) -> None:
 
 
 def _topics(settings: Settings) -> None:
+    """Create the missing topics; every process does it first, so a broker that cannot be
+    reached or refuses the credentials ends it here, with a message saying why."""
+    from aiokafka.errors import KafkaError
+
+    from adapters.kafka_clients import connection_problem
+    from adapters.settings import InvalidSettings
     from adapters.topics import ensure_topics
 
-    asyncio.run(ensure_topics(settings))
+    try:
+        asyncio.run(ensure_topics(settings))
+    except InvalidSettings as exc:
+        raise CommandError(str(exc)) from None
+    except (KafkaError, OSError):
+        raise CommandError(asyncio.run(connection_problem(settings))) from None
 
 
 def _worker(settings: Settings) -> None:

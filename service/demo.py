@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from adapters.kafka_clients import kafka_client_options
 from adapters.settings import Settings, Topics
 
 COURSE_ID = "demo-python-101"
@@ -254,11 +255,11 @@ async def run_demo(settings: Settings) -> int:
     user_id = f"demo-learner-{int(time.time())}"
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
     base_url = f"http://{settings.api_host}:{settings.api_port}"
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     watched = [t.course_completed, t.achievement_earned, t.competency_acquired, t.quiz_completed]
     consumer = AIOKafkaConsumer(
         *watched,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
+from adapters.kafka_clients import kafka_client_options
 from adapters.settings import Settings
 from adapters.topics import input_topic
 from progress.decode import InvalidEvent, decode_event
@@ -50,11 +51,11 @@ async def redrive(
     # No group: every partition, from the start, and nothing committed.
     consumer = AIOKafkaConsumer(
         settings.topics.dead_letter,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     await consumer.start()
     await producer.start()
     try:

@@ -50,6 +50,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from adapters.cache import ProgressCache, redis_client
+from adapters.kafka_clients import kafka_client_options
 from adapters.schema import apply_migrations
 from adapters.settings import Settings
 from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
@@ -216,13 +217,13 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
     redis = redis_client(settings.redis_url)
     consumer = AIOKafkaConsumer(
         settings.topics.snapshots,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=settings.sink_group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     dead_letters = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         acks="all",
         # A dead letter carries its snapshot in base64: see streams/records.py.
         max_request_size=SINK_DEAD_LETTER_MAX_BYTES,

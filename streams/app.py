@@ -41,6 +41,7 @@ from progress.decode import InvalidEvent, decode_event
 from progress.events import PublishedEvent
 from streams import faust_fixes
 from streams.batching import batches
+from streams.credentials import broker_credentials
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
 from streams.records import EffectsFailed, Records, delivered, halt
@@ -57,6 +58,7 @@ def app_options(settings: Settings) -> dict[str, Any]:
     benchmark's Faust floor peer (bench/faust_floor.py), which must do I/O as the worker does."""
     return {
         "broker": f"kafka://{settings.kafka_bootstrap}",
+        "broker_credentials": broker_credentials(settings),
         "store": settings.worker_store,
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": 1,
