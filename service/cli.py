@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,17 @@ def _sink(settings: Settings) -> None:
     from sinks.runner import run_sink
 
     _topics(settings)
-    asyncio.run(run_sink(settings))
+
+    async def until_signalled() -> None:
+        # SIGTERM (docker stop, Kubernetes) and SIGINT end the sink between batches: the batch
+        # in hand is written and committed, then the consumer leaves its group, exit status 0.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_sink(settings, stop=stop)
+
+    asyncio.run(until_signalled())
 
 
 def _api(settings: Settings) -> None:
