@@ -17,6 +17,7 @@ from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotA
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.kafka_clients import kafka_client_options
 from adapters.settings import Settings
 from api.auth import ALL_SCOPES, mint_token
 from progress.catalog import (
@@ -76,7 +77,7 @@ def make_settings(**overrides: object) -> Settings:
 
 
 async def create_topics(settings: Settings, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         await admin.create_topics(
@@ -87,7 +88,7 @@ async def create_topics(settings: Settings, *names: str) -> None:
 
 
 async def delete_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         names = [
