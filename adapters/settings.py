@@ -196,7 +196,16 @@ class Settings(BaseSettings):
     api_jwt_issuer: str | None = None
     api_jwt_audience: str | None = None
 
+    # Probes and metrics of the worker and the sink (adapters/probes.py): /healthz, /readyz
+    # and /metrics, without authentication; bound to loopback unless set otherwise.
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = Field(default=8081, ge=0, le=65535)
+    sink_http_host: str = "127.0.0.1"
+    sink_http_port: int = Field(default=8082, ge=0, le=65535)
+
     log_level: str = "INFO"
+    # "text": a line for a person; "json": one JSON object per line (adapters/logs.py).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
     @classmethod

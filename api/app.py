@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
@@ -25,11 +26,13 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.cache import ProgressCache, redis_client
+from adapters.logs import REQUEST_ID, request_id
+from adapters.metrics import CONTENT_TYPE_LATEST, ApiMetrics, exposition, new_registry
 from adapters.publishing import CatalogPublisher
 from adapters.settings import InvalidSettings, Settings
 from api.auth import PUBLIC_PATHS, Authenticator, NoAuth, TokenVerifier, authorize
 from api.errors import ApiError
-from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS, SETTINGS
+from api.keys import AUTH, CACHE, METRICS, PG_POOL, PUBLISHER, REDIS, SETTINGS
 from api.routes import setup_routes
 
 log = logging.getLogger(__name__)
@@ -43,15 +46,17 @@ MAX_LINE_BYTES = 8190
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
         handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
     )
     app[SETTINGS] = settings
     app[AUTH] = _authenticator(settings)
+    app[METRICS] = ApiMetrics(new_registry())
     app.cleanup_ctx.append(_postgres)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_publisher)
     setup_routes(app)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -163,6 +168,44 @@ class ApiRunner(web.AppRunner):
             loop=asyncio.get_running_loop(),
             **server._kwargs,
         )
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the caller's ``X-Request-ID`` if usable, else a new one),
+    echoed in the response and in every log line of the request; its latency is observed by
+    method, route pattern (never the raw path: one series per route) and status, and an
+    answer's ``X-Cache`` counted as a cache hit or miss."""
+    rid = request_id(request.headers.get("X-Request-ID"))
+    token = REQUEST_ID.set(rid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = rid
+        cache = response.headers.get("X-Cache")
+        if cache in ("hit", "miss"):
+            request.app[METRICS].cache.labels(cache).inc()
+        return response
+    except web.HTTPException as exc:
+        # Redirects and the like, raised past error_middleware on purpose.
+        status = exc.status
+        exc.headers["X-Request-ID"] = rid
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].requests.labels(request.method, route, str(status)).observe(
+            time.perf_counter() - started
+        )
+        REQUEST_ID.reset(token)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The API's Prometheus metrics, as text."""
+    body = exposition(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware

@@ -75,7 +75,8 @@ class Principal:
 
 
 UNRESTRICTED = Principal(subject="local-development", role="staff", scopes=ALL_SCOPES)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# Probes and Prometheus scrape without a token (docs/operations.md#metrics).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def authorize(principal: Principal, path: str, user_id: str | None) -> None:

@@ -7,6 +7,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from adapters.cache import ProgressCache
+from adapters.metrics import ApiMetrics
 from adapters.publishing import CatalogPublisher
 from adapters.settings import Settings
 from api.auth import Authenticator
@@ -16,5 +17,6 @@ PG_POOL = web.AppKey("pg_pool", AsyncConnectionPool)
 REDIS = web.AppKey("redis", Redis)
 CACHE = web.AppKey("cache", ProgressCache)
 PUBLISHER = web.AppKey("publisher", CatalogPublisher)
+METRICS = web.AppKey("metrics", ApiMetrics)
 # A union is no class to pass as the second argument: the key takes it as its type argument.
 AUTH = web.AppKey[Authenticator]("auth")

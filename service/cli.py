@@ -24,25 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from adapters.logs import configure_logging, logging_config
 from adapters.publishing import CATALOG_KINDS, CatalogKind
 from adapters.settings import Settings
 from progress.errors import ProgressError
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiokafka narrates every rebalance and metadata change at INFO.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    configure_logging(settings.log_format, settings.log_level)
 
 
 def _topics(settings: Settings) -> None:
@@ -69,7 +63,17 @@ def _worker(settings: Settings) -> None:
 
     _topics(settings)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, loop=asyncio.new_event_loop())
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        loop=asyncio.new_event_loop(),
+        # Faust's worker sets up logging again: in JSON, with ours; in text, its own lines.
+        logging_config=(
+            logging_config(settings.log_format, settings.log_level)
+            if settings.log_format == "json"
+            else None
+        ),
+    )
     worker.execute_from_commandline()
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import functools
 import logging
 import time
@@ -44,13 +45,21 @@ from typing import Annotated, Any, TypeVar
 
 import psycopg
 import redis.exceptions
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from adapters.cache import ProgressCache, redis_client
 from adapters.kafka_clients import kafka_client_options
+from adapters.metrics import CommitClock, LagGauge, SinkMetrics, consumer_lag, new_registry
+from adapters.probes import ProbeServer, Readiness
 from adapters.schema import apply_migrations
 from adapters.settings import Settings
 from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
@@ -90,6 +99,14 @@ PG_PERMANENT: tuple[type[Exception], ...] = (
 KAFKA_TRANSIENT: tuple[type[Exception], ...] = (KafkaError,)
 # A reason is for a person to read; a snapshot with every row wrong would repeat itself.
 _MAX_REASON_CHARS = 2_000
+
+# The ``operation`` label of progress_sink_retries_total, by what _retry is asked to do.
+_RETRIED = {
+    "apply migrations": "migrations",
+    "write to PostgreSQL": "postgres",
+    "deliver dead letters": "dead_letters",
+    "advance the cache": "redis",
+}
 
 _FIRST_RETRY_DELAY_S = 0.1
 _REPORT_EVERY_S = 30.0
@@ -215,8 +232,8 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
         name="sink",
     )
     redis = redis_client(settings.redis_url)
+    # Subscribed once started, with a listener that tells /readyz whether the group was joined.
     consumer = AIOKafkaConsumer(
-        settings.topics.snapshots,
         **kafka_client_options(settings),
         group_id=settings.sink_group_id,
         enable_auto_commit=False,
@@ -229,7 +246,16 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
         max_request_size=SINK_DEAD_LETTER_MAX_BYTES,
     )
     cache = ProgressCache(redis, settings.cache_ttl_seconds)
-    sink = _Sink(settings, pool, cache, consumer, dead_letters, stop)
+    registry = new_registry()
+    clock = CommitClock()
+    sink = _Sink(
+        settings, pool, cache, consumer, dead_letters, stop, SinkMetrics(registry, clock), clock
+    )
+    registry.register(LagGauge("progress_sink_consumer_lag", sink.lag))
+    probes = ProbeServer(
+        "sink", settings.sink_http_host, settings.sink_http_port, sink.readiness, registry
+    )
+    await probes.start()
     try:
         await pool.open(wait=False)
         await sink.run()
@@ -239,6 +265,21 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
         await dead_letters.stop()
         await pool.close()
         await redis.aclose()
+        await probes.stop()
+
+
+class _Membership(ConsumerRebalanceListener):
+    """Whether the sink is in its consumer group with its partitions assigned (any number,
+    none included: a sink beyond the partition count is still a member)."""
+
+    def __init__(self) -> None:
+        self.joined = False
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.joined = False
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.joined = True
 
 
 class _Sink:
@@ -250,6 +291,8 @@ class _Sink:
         consumer: AIOKafkaConsumer,
         dead_letters: AIOKafkaProducer,
         stop: asyncio.Event,
+        metrics: SinkMetrics,
+        clock: CommitClock,
     ) -> None:
         self._settings = settings
         self._pool = pool
@@ -258,6 +301,28 @@ class _Sink:
         self._dead_letters = dead_letters
         self._stop = stop
         self._throughput = _Throughput()
+        self._metrics = metrics
+        self._clock = clock
+        self._membership = _Membership()
+        # The next offset of each partition, as last committed by this sink.
+        self._committed: dict[tuple[str, int], int] = {}
+
+    def readiness(self) -> Readiness:
+        """Ready once the consumer group was joined and no rebalance is under way."""
+        return Readiness(
+            checks={"group_joined": self._membership.joined},
+            last_commit_age_seconds=self._clock.age_seconds(),
+        )
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Lag of the assigned partitions this sink committed on (``adapters.metrics``)."""
+        assigned = [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+        ends = {}
+        for topic, partition in assigned:
+            end = self._consumer.highwater(TopicPartition(topic, partition))
+            if end is not None:
+                ends[topic, partition] = end
+        return consumer_lag(assigned, ends, self._committed)
 
     async def run(self) -> None:
         try:
@@ -266,6 +331,7 @@ class _Sink:
             )
             await self._dead_letters.start()
             await self._consumer.start()
+            self._consumer.subscribe([self._settings.topics.snapshots], listener=self._membership)
             log.info(
                 "sink consuming %s as group %s",
                 self._settings.topics.snapshots,
@@ -320,6 +386,16 @@ class _Sink:
         throughput.erasures += erasures
         throughput.dead_letters += len(dead)
         throughput.dead_letters_total += len(dead)
+        metrics = self._metrics
+        read = sum(len(records) for records in batch.values())
+        metrics.records.labels(self._settings.topics.snapshots).inc(read)
+        for kind, count in collections.Counter(map(_message_kind, written)).items():
+            metrics.messages.labels(kind).inc(count)
+        metrics.rows.inc(rows)
+        for letter in dead:
+            metrics.dead_letters.labels(letter.error_type).inc()
+        metrics.batch_records.observe(read)
+        metrics.batch_duration.observe(time.monotonic() - started)
         log.debug(
             "batch: %d records from %d partitions, %d messages, %d rows, %d learners"
             " (%d cache entries advanced), %d erased, %d dead-lettered, %.1f ms",
@@ -405,6 +481,14 @@ class _Sink:
                 letter.offset,
                 letter.error_type,
                 letter.reason,
+                # For LOG_FORMAT=json (adapters/logs.py): where the snapshot was, and why.
+                extra={
+                    "topic": letter.source_topic,
+                    "partition": letter.partition,
+                    "offset": letter.offset,
+                    "key": letter.key,
+                    "error_type": letter.error_type,
+                },
             )
 
     async def _write(self, messages: list[SinkMessage]) -> dict[str, int]:
@@ -427,6 +511,9 @@ class _Sink:
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit(offsets)
+            self._clock.committed()
+            for tp, offset in offsets.items():
+                self._committed[tp.topic, tp.partition] = offset
         except KafkaError as exc:
             # Typically a rebalance took the partitions away while we were writing: their
             # next owner reads the batch again, and writing it again changes nothing.
@@ -445,6 +532,7 @@ class _Sink:
                 return await attempt()
             except transient as exc:
                 failures += 1
+                self._metrics.retries.labels(_RETRIED.get(what, what)).inc()
                 log.warning(
                     "%s failed (%d in a row): %s: %s; retrying in %.1fs",
                     what,

@@ -16,12 +16,15 @@ bad input of any topic ─▶ progress.dead-letter
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import aclosing
 from typing import Any
 
 import faust
 from faust.types import TableT
 
+from adapters.metrics import CommitClock, WorkerMetrics, new_registry
+from adapters.probes import ProbeServer
 from adapters.settings import Settings
 from adapters.topics import (
     CATALOG_TABLE,
@@ -44,6 +47,7 @@ from streams.batching import batches
 from streams.credentials import broker_credentials
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
+from streams.monitoring import WorkerMonitor, readiness, register_collectors
 from streams.records import EffectsFailed, Records, delivered, halt
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,19 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.worker_data_dir),
         **app_options(settings),
     )
+    # Metrics, and the probe server that serves them (adapters/probes.py), run by the monitor.
+    registry = new_registry()
+    commits = CommitClock()
+    metrics = WorkerMetrics(registry, commits)
+    monitor = WorkerMonitor(commits)
+    monitor.probes = ProbeServer(
+        "worker",
+        settings.worker_http_host,
+        settings.worker_http_port,
+        lambda: readiness(app, commits),
+        registry,
+    )
+    app.monitor = monitor
 
     # Topics. Values are raw bytes: decoding is ours, so bad input can be dead-lettered
     # with its original bytes instead of failing inside Faust.
@@ -146,6 +163,8 @@ def create_app(settings: Settings) -> faust.App:
         dead_letters=dead_letters,
         records=records,
     )
+    input_topics = {*learner_input_topics(t), t.catalog_broadcast, *catalog_topics(t)}
+    register_collectors(registry, app, monitor, input_topics, learner_stream, dead_letters)
 
     # Whatever the worker keeps in memory of the tables is dropped whenever partitions move:
     # another worker may have changed a partition's state while it was away from this one.
@@ -174,12 +193,15 @@ def create_app(settings: Settings) -> faust.App:
         )
         async with aclosing(gathered):
             async for events in gathered:
+                started = time.perf_counter()
                 try:
                     await learner_stream.handle_batch(events)
                 except Exception as error:
                     # Effects not written (EffectsFailed), or a failure outside any one
                     # event's handling: the batch must not be acknowledged.
                     halt(error)
+                # Counted once per batch, not per event (adapters/metrics.py).
+                metrics.batch((e.message.topic for e in events), time.perf_counter() - started)
                 for event in events:
                     await stream.ack(event)
 
@@ -189,6 +211,7 @@ def create_app(settings: Settings) -> faust.App:
         entry's offset moves on only once every copy, or its dead letter, was delivered."""
         async for event in stream.events():
             message = event.message
+            metrics.consumed.labels(message.topic).inc()  # catalog entries are few
             try:
                 try:
                     await fan_out(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -57,10 +58,13 @@ class DeadLetters:
     def __init__(self, produce: Produce) -> None:
         self._produce = produce
         self.count = 0
+        # By error_type, for the progress_worker_dead_letters_total metric.
+        self.by_type: collections.Counter[str] = collections.Counter()
 
     async def send(self, message: Message, reason: str, error_type: str) -> Awaitable[Any]:
         record = dead_letter_for(message, reason, error_type)
         self.count += 1
+        self.by_type[error_type] += 1
         log.warning(
             "dead-lettered %s[%d]@%d (%s): %s",
             record.source_topic,
@@ -68,6 +72,15 @@ class DeadLetters:
             record.offset,
             record.error_type,
             record.reason[:500],
+            # For LOG_FORMAT=json (adapters/logs.py): where the event was, and why.
+            extra={
+                "topic": record.source_topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "key": record.key,
+                "error_type": record.error_type,
+                "value_sha256": record.value_sha256,
+            },
         )
         key = message.key if isinstance(message.key, bytes) else None
         return await self._produce(key, record.model_dump_json().encode())

@@ -20,6 +20,7 @@ snapshots. Outside a batch (``batch`` is None), an outcome's effects are carried
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Awaitable
 from typing import Any
 
@@ -61,6 +62,8 @@ class Effects:
         self._snapshots: dict[str, list[Snapshot]] = {}
         # Learner states written to the table since the start (reported with the batches).
         self.state_writes = 0
+        # Events published since the start, by type name (read by streams/monitoring.py).
+        self.published_counts: collections.Counter[str] = collections.Counter()
 
     def held(self, user_id: str) -> LearnerState | None:
         """The learner's state as this batch left it so far, if it changed it."""
@@ -82,6 +85,7 @@ class Effects:
         key = state.user_id.encode()
         for e in outcome.published:
             await self.send(self.published[type(e)], key, e.model_dump_json().encode())
+            self.published_counts[type(e).__name__] += 1
         if outcome.changed:
             self._states[state.user_id] = (self._event_for_write(), state)
         self._snapshots.setdefault(state.user_id, []).append(outcome.snapshot)

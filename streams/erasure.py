@@ -75,4 +75,5 @@ class Erasures:
         )
         topic = self.effects.published[LearnerErased]
         await self.effects.send(topic, key, erased.model_dump_json().encode())
+        self.effects.published_counts[LearnerErased.__name__] += 1
         log.info("erased learner %s (request %s)", user_id, event.request_id)
