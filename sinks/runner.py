@@ -272,13 +272,15 @@ class _Membership(ConsumerRebalanceListener):
     """Whether the sink is in its consumer group with its partitions assigned (any number,
     none included: a sink beyond the partition count is still a member)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_assigned: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
         self.joined = False
+        self._on_assigned = on_assigned
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.joined = False
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._on_assigned(set(assigned))
         self.joined = True
 
 
@@ -303,7 +305,7 @@ class _Sink:
         self._throughput = _Throughput()
         self._metrics = metrics
         self._clock = clock
-        self._membership = _Membership()
+        self._membership = _Membership(self._committed_offsets)
         # The next offset of each partition, as last committed by this sink.
         self._committed: dict[tuple[str, int], int] = {}
 
@@ -314,8 +316,20 @@ class _Sink:
             last_commit_age_seconds=self._clock.age_seconds(),
         )
 
+    async def _committed_offsets(self, assigned: set[TopicPartition]) -> None:
+        """Learn the group's committed offsets of newly assigned partitions, so their lag is
+        known before this sink commits on them (a metric only: a failure is logged)."""
+        try:
+            for tp in assigned:
+                offset = await self._consumer.committed(tp)
+                if offset is not None:
+                    self._committed[tp.topic, tp.partition] = offset
+        except KafkaError as exc:
+            log.warning("committed offsets unknown, lag shown after the next commit: %r", exc)
+
     def lag(self) -> dict[tuple[str, int], int]:
-        """Lag of the assigned partitions this sink committed on (``adapters.metrics``)."""
+        """Lag of the assigned partitions (``adapters.metrics``): known from the group's
+        committed offsets at assignment, then from this sink's commits."""
         assigned = [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
         ends = {}
         for topic, partition in assigned:

@@ -8,14 +8,13 @@ reading it when Prometheus scrapes adds nothing to the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any, cast
 
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.sensors.monitor import Monitor
 from faust.tables.manager import TableManager
-from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from adapters.metrics import CommitClock, LagGauge, Tallies, consumer_lag
@@ -65,19 +64,29 @@ def readiness(app: faust.App, clock: CommitClock) -> Readiness:
 
 def lag(app: faust.App, monitor: Monitor, topics: Collection[str]) -> dict[tuple[str, int], int]:
     """Lag of the assigned partitions of ``topics`` (the input topics, not the changelogs):
-    the end offset Faust last saw less the committed offset."""
-
-    def by_name(offsets: Mapping[TP, int]) -> dict[tuple[str, int], int]:
-        return {(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
-
+    the partition's end offset, as the consumer last heard it from the broker, less the
+    offset Faust last committed."""
     try:
         assignment = app.consumer.assignment()
     except ConsumerNotStarted:
         return {}
-    assigned = [(tp.topic, tp.partition) for tp in assignment if tp.topic in topics]
-    return consumer_lag(
-        assigned, by_name(monitor.tp_end_offsets), by_name(monitor.tp_committed_offsets)
+    assigned: list[tuple[str, int]] = []
+    ends: dict[tuple[str, int], int] = {}
+    for tp in assignment:
+        if tp.topic in topics:
+            assigned.append((tp.topic, tp.partition))
+            end = app.consumer.highwater(tp)
+            if end is not None:
+                ends[tp.topic, tp.partition] = end
+    # Faust's own record of the committed offsets, read from the broker when partitions are
+    # assigned (private, in the releases streams/faust_fixes.py admits), so a partition has a
+    # lag before this worker first commits on it; then what the monitor saw committed.
+    known = getattr(app.consumer, "_committed_offset", {})
+    committed = {(tp.topic, tp.partition): o for tp, o in known.items() if o is not None}
+    committed.update(
+        {(tp.topic, tp.partition): o for tp, o in monitor.tp_committed_offsets.items()}
     )
+    return consumer_lag(assigned, ends, committed)
 
 
 def register_collectors(

@@ -30,8 +30,13 @@ _START_STACK = "start it with `scripts/stack.sh up`"
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # The session's service logs JSON, which tests/e2e/test_observability.py reads back.
     return make_settings(
-        api_port=free_port(), worker_data_dir=tmp_path_factory.mktemp("worker-data")
+        api_port=free_port(),
+        worker_http_port=free_port(),
+        sink_http_port=free_port(),
+        log_format="json",
+        worker_data_dir=tmp_path_factory.mktemp("worker-data"),
     )
 
 

@@ -71,6 +71,9 @@ def make_settings(**overrides: object) -> Settings:
         "sink_retry_max_seconds": 0.5,
         "api_auth": "jwt",
         "api_jwt_key": TEST_JWT_KEY,
+        # Any free port: runs and processes on one machine never fight over the probe ports.
+        "worker_http_port": 0,
+        "sink_http_port": 0,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
