@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -164,6 +165,7 @@ class WorkerMetrics:
             ["topic"],
             registry=registry,
         )
+        self._consumed: dict[str, Any] = {}
         self.batch_events = Histogram(
             "progress_worker_batch_events",
             "Learner events per batch",
@@ -181,7 +183,10 @@ class WorkerMetrics:
         """A batch was handled: the topic of each of its events, and how long it took."""
         counts = collections.Counter(topics)
         for topic, count in counts.items():
-            self.consumed.labels(topic).inc(count)
+            child = self._consumed.get(topic)
+            if child is None:  # labels() takes a lock and builds a key: once per topic
+                child = self._consumed[topic] = self.consumed.labels(topic)
+            child.inc(count)
         self.batch_events.observe(sum(counts.values()))
         self.batch_duration.observe(seconds)
 
