@@ -125,21 +125,27 @@ class Fields:
     def lesson(course_id: str, lesson_id: str) -> str:
         return f"lesson/{course_id}/{lesson_id}"
 
-    # "*" is never an id (ids start with a letter or digit): it stands for "any".
+    # "*" is never an id (ids start with a letter or digit): it stands for "any". Every
+    # list's field ends with its page, "<limit>/<offset>".
     @staticmethod
-    def quiz_attempts(course_id: str | None, quiz_id: str | None) -> str:
-        return f"quiz-attempts/{course_id or '*'}/{quiz_id or '*'}"
+    def quiz_attempts(course_id: str | None, quiz_id: str | None, limit: int, offset: int) -> str:
+        return f"quiz-attempts/{course_id or '*'}/{quiz_id or '*'}/{limit}/{offset}"
 
     @staticmethod
-    def assignments(course_id: str | None) -> str:
-        return f"assignments/{course_id or '*'}"
-
-    LEARNING_PATHS = "learning-paths"
-    COMPETENCIES = "competencies"
+    def assignments(course_id: str | None, limit: int, offset: int) -> str:
+        return f"assignments/{course_id or '*'}/{limit}/{offset}"
 
     @staticmethod
-    def achievements(catalog_generation: str) -> str:
-        return f"achievements/{catalog_generation}"
+    def learning_paths(limit: int, offset: int) -> str:
+        return f"learning-paths/{limit}/{offset}"
+
+    @staticmethod
+    def competencies(limit: int, offset: int) -> str:
+        return f"competencies/{limit}/{offset}"
+
+    @staticmethod
+    def achievements(catalog_generation: str, limit: int, offset: int) -> str:
+        return f"achievements/{catalog_generation}/{limit}/{offset}"
 
 
 def redis_client(url: str) -> Redis:
@@ -212,3 +218,12 @@ class ProgressCache:
         value = await self._redis.hget(user_key(user_id), field)
         # The client does not decode responses: a value is bytes, ready to send as a body.
         return value.encode() if isinstance(value, str) else value
+
+    async def get_versioned(self, user_id: str, field: str) -> tuple[int, bytes] | None:
+        """A cached response with the learner version it was read at (one round trip, so
+        the two belong together), or None when the field is not cached."""
+        version, value = await self._redis.hmget(user_key(user_id), [VERSION_FIELD, field])
+        if value is None or version is None:
+            return None
+        body = value.encode() if isinstance(value, str) else value
+        return int(float(version)), body

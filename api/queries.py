@@ -38,11 +38,21 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Row | LearningPathRow)
 
 
-class CourseList(OutputModel):
-    user_id: str
-    courses: tuple[CourseProgress, ...]
+class Page(OutputModel):
+    """The envelope of every list: ``total`` rows match, ``limit`` from ``offset`` are in it.
+
+    These fields come first in the JSON (base fields serialize first): the API reads a
+    cached list's page from the start of its body (``api.paging``).
+    """
+
+    total: int
     limit: int
     offset: int
+
+
+class CourseList(Page):
+    user_id: str
+    courses: tuple[CourseProgress, ...]
 
 
 class CourseDetail(CourseProgress):
@@ -57,22 +67,22 @@ class QuizAttemptDetail(QuizAttempt):
     responses: tuple[QuizQuestionResponse, ...]
 
 
-class QuizAttemptList(OutputModel):
+class QuizAttemptList(Page):
     user_id: str
     quiz_attempts: tuple[QuizAttemptDetail, ...]
 
 
-class AssignmentList(OutputModel):
+class AssignmentList(Page):
     user_id: str
     assignments: tuple[AssignmentSubmission, ...]
 
 
-class LearningPathList(OutputModel):
+class LearningPathList(Page):
     user_id: str
     learning_paths: tuple[LearningPathProgress, ...]
 
 
-class CompetencyList(OutputModel):
+class CompetencyList(Page):
     user_id: str
     competencies: tuple[UserCompetency, ...]
 
@@ -85,27 +95,21 @@ class EarnedAchievement(UserAchievement):
     points: int | None
 
 
-class AchievementList(OutputModel):
+class AchievementList(Page):
     user_id: str
     achievements: tuple[EarnedAchievement, ...]
 
 
-class CompetencyCatalog(OutputModel):
+class CompetencyCatalog(Page):
     competencies: tuple[Competency, ...]
-    limit: int
-    offset: int
 
 
-class AchievementCatalog(OutputModel):
+class AchievementCatalog(Page):
     achievements: tuple[Achievement, ...]
-    limit: int
-    offset: int
 
 
-class LearningPathCatalog(OutputModel):
+class LearningPathCatalog(Page):
     learning_paths: tuple[LearningPathRow, ...]
-    limit: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +131,24 @@ def _select(
     )
 
 
+def _count(model: type[Row] | type[LearningPathRow], where: LiteralString) -> sql.Composed:
+    return sql.SQL("select count(*) from {table} where {where}").format(
+        table=sql.Identifier(model.table), where=sql.SQL(where)
+    )
+
+
+# Every list is a page: ordered by ids within the learner, so pages are stable while
+# progress changes, and counted in the same transaction.
+_PAGE: LiteralString = " limit %(limit)s offset %(offset)s"
+
 _USER_PROGRESS = _select(UserProgress, "user_id = %(user_id)s")
 _LEARNER_VERSION = sql.SQL("select version from user_progress where user_id = %(user_id)s")
-# Ordered by id within the learner, so pages are stable while progress changes.
-_COURSES = _select(
-    CourseProgress, "user_id = %(user_id)s", "course_id limit %(limit)s offset %(offset)s"
-)
-_COURSES_BY_STATUS = _select(
-    CourseProgress,
-    "user_id = %(user_id)s and status = %(status)s",
-    "course_id limit %(limit)s offset %(offset)s",
-)
+_BY_USER: LiteralString = "user_id = %(user_id)s"
+_BY_STATUS: LiteralString = "user_id = %(user_id)s and status = %(status)s"
+_COURSES = _select(CourseProgress, _BY_USER, "course_id" + _PAGE)
+_COURSES_BY_STATUS = _select(CourseProgress, _BY_STATUS, "course_id" + _PAGE)
+_COURSES_TOTAL = _count(CourseProgress, _BY_USER)
+_COURSES_BY_STATUS_TOTAL = _count(CourseProgress, _BY_STATUS)
 _COURSE = _select(CourseProgress, "user_id = %(user_id)s and course_id = %(course_id)s")
 # The models carry no position, so modules and lessons come in id order.
 _COURSE_MODULES = _select(
@@ -160,33 +171,38 @@ _LESSON = _select(
 
 # Optional filters are separate statements rather than "(%(x)s is null or x = %(x)s)", so
 # that each keeps a plan that uses the index once psycopg prepares it.
-_ATTEMPT_ORDER: LiteralString = "quiz_id, attempt_number, course_id"
-_QUIZ_ATTEMPTS: dict[tuple[bool, bool], sql.Composed] = {
-    (False, False): _select(QuizAttempt, "user_id = %(user_id)s", _ATTEMPT_ORDER),
-    (True, False): _select(
-        QuizAttempt, "user_id = %(user_id)s and course_id = %(course_id)s", _ATTEMPT_ORDER
-    ),
-    (False, True): _select(
-        QuizAttempt, "user_id = %(user_id)s and quiz_id = %(quiz_id)s", _ATTEMPT_ORDER
-    ),
-    (True, True): _select(
-        QuizAttempt,
-        "user_id = %(user_id)s and course_id = %(course_id)s and quiz_id = %(quiz_id)s",
-        _ATTEMPT_ORDER,
-    ),
+_ATTEMPT_ORDER: LiteralString = "quiz_id, attempt_number, course_id, id" + _PAGE
+_ATTEMPT_FILTERS: dict[tuple[bool, bool], LiteralString] = {
+    (False, False): "user_id = %(user_id)s",
+    (True, False): "user_id = %(user_id)s and course_id = %(course_id)s",
+    (False, True): "user_id = %(user_id)s and quiz_id = %(quiz_id)s",
+    (True, True): "user_id = %(user_id)s and course_id = %(course_id)s and quiz_id = %(quiz_id)s",
+}
+_QUIZ_ATTEMPTS = {
+    key: (_select(QuizAttempt, where, _ATTEMPT_ORDER), _count(QuizAttempt, where))
+    for key, where in _ATTEMPT_FILTERS.items()
 }
 _RESPONSES = _select(
     QuizQuestionResponse,
     "user_id = %(user_id)s and quiz_attempt_id = any(%(attempt_ids)s)",
     "quiz_attempt_id, question_id",
 )
-_ASSIGNMENT_ORDER: LiteralString = "course_id, assignment_id, created_at, id"
-_ASSIGNMENTS = _select(AssignmentSubmission, "user_id = %(user_id)s", _ASSIGNMENT_ORDER)
-_COURSE_ASSIGNMENTS = _select(
-    AssignmentSubmission, "user_id = %(user_id)s and course_id = %(course_id)s", _ASSIGNMENT_ORDER
-)
-_LEARNING_PATHS = _select(LearningPathProgress, "user_id = %(user_id)s", "learning_path_id")
-_COMPETENCIES = _select(UserCompetency, "user_id = %(user_id)s", "competency_id")
+_ASSIGNMENT_ORDER: LiteralString = "course_id, assignment_id, created_at, id" + _PAGE
+_BY_COURSE: LiteralString = "user_id = %(user_id)s and course_id = %(course_id)s"
+_ASSIGNMENTS = {
+    False: (
+        _select(AssignmentSubmission, _BY_USER, _ASSIGNMENT_ORDER),
+        _count(AssignmentSubmission, _BY_USER),
+    ),
+    True: (
+        _select(AssignmentSubmission, _BY_COURSE, _ASSIGNMENT_ORDER),
+        _count(AssignmentSubmission, _BY_COURSE),
+    ),
+}
+_LEARNING_PATHS = _select(LearningPathProgress, _BY_USER, "learning_path_id" + _PAGE)
+_LEARNING_PATHS_TOTAL = _count(LearningPathProgress, _BY_USER)
+_COMPETENCIES = _select(UserCompetency, _BY_USER, "competency_id" + _PAGE)
+_COMPETENCIES_TOTAL = _count(UserCompetency, _BY_USER)
 _EVIDENCE = _select(
     CompetencyEvidence,
     "user_id = %(user_id)s and user_competency_id = any(%(user_competency_ids)s)",
@@ -197,15 +213,20 @@ _ACHIEVEMENTS = sql.SQL(
     "select {columns}, a.name, a.points"
     " from user_achievements u left join achievements a on a.id = u.achievement_id"
     " where u.user_id = %(user_id)s order by u.earned_at, u.achievement_id"
+    " limit %(limit)s offset %(offset)s"
 ).format(
     columns=sql.SQL(", ").join(
         sql.Identifier("u", column) for column in table_columns(UserAchievement)
     )
 )
-_PAGE: LiteralString = "id limit %(limit)s offset %(offset)s"
-_COMPETENCY_CATALOG = _select(Competency, "not deleted", _PAGE)
-_ACHIEVEMENT_CATALOG = _select(Achievement, "not deleted", _PAGE)
-_LEARNING_PATH_CATALOG = _select(LearningPathRow, "not deleted", _PAGE)
+_ACHIEVEMENTS_TOTAL = _count(UserAchievement, _BY_USER)
+_CATALOG_PAGE: LiteralString = "id" + _PAGE
+_COMPETENCY_CATALOG = _select(Competency, "not deleted", _CATALOG_PAGE)
+_ACHIEVEMENT_CATALOG = _select(Achievement, "not deleted", _CATALOG_PAGE)
+_LEARNING_PATH_CATALOG = _select(LearningPathRow, "not deleted", _CATALOG_PAGE)
+_COMPETENCY_CATALOG_TOTAL = _count(Competency, "not deleted")
+_ACHIEVEMENT_CATALOG_TOTAL = _count(Achievement, "not deleted")
+_LEARNING_PATH_CATALOG_TOTAL = _count(LearningPathRow, "not deleted")
 
 
 async def _begin_snapshot(conn: AsyncConnection) -> None:
@@ -217,6 +238,12 @@ async def _learner_version(conn: AsyncConnection, user_id: str) -> int | None:
     cursor = await conn.execute(_LEARNER_VERSION, {"user_id": user_id})
     row = await cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+async def _total(conn: AsyncConnection, query: sql.Composed, params: dict[str, object]) -> int:
+    cursor = await conn.execute(query, params)
+    row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
 
 
 async def _one(
@@ -245,19 +272,25 @@ async def user_progress(conn: AsyncConnection, user_id: str) -> Read[UserProgres
 async def courses(
     conn: AsyncConnection, user_id: str, status: str | None, limit: int, offset: int
 ) -> Read[CourseList] | None:
-    params: dict[str, object] = {"user_id": user_id, "limit": limit, "offset": offset}
+    params: dict[str, object] = {
+        "user_id": user_id,
+        "status": status,
+        "limit": limit,
+        "offset": offset,
+    }
+    query, count = (
+        (_COURSES, _COURSES_TOTAL)
+        if status is None
+        else (_COURSES_BY_STATUS, _COURSES_BY_STATUS_TOTAL)
+    )
     async with conn.transaction():
         await _begin_snapshot(conn)
         version = await _learner_version(conn, user_id)
         if version is None:
             return None
-        if status is None:
-            rows = await _all(conn, CourseProgress, _COURSES, params)
-        else:
-            rows = await _all(
-                conn, CourseProgress, _COURSES_BY_STATUS, {**params, "status": status}
-            )
-    listing = CourseList(user_id=user_id, courses=rows, limit=limit, offset=offset)
+        rows = await _all(conn, CourseProgress, query, params)
+        total = await _total(conn, count, params)
+    listing = CourseList(user_id=user_id, courses=rows, total=total, limit=limit, offset=offset)
     return Read(version, listing)
 
 
@@ -313,16 +346,28 @@ async def lesson(
 
 
 async def quiz_attempts(
-    conn: AsyncConnection, user_id: str, course_id: str | None, quiz_id: str | None
+    conn: AsyncConnection,
+    user_id: str,
+    course_id: str | None,
+    quiz_id: str | None,
+    limit: int,
+    offset: int,
 ) -> Read[QuizAttemptList] | None:
-    params: dict[str, object] = {"user_id": user_id, "course_id": course_id, "quiz_id": quiz_id}
-    query = _QUIZ_ATTEMPTS[course_id is not None, quiz_id is not None]
+    params: dict[str, object] = {
+        "user_id": user_id,
+        "course_id": course_id,
+        "quiz_id": quiz_id,
+        "limit": limit,
+        "offset": offset,
+    }
+    query, count = _QUIZ_ATTEMPTS[course_id is not None, quiz_id is not None]
     async with conn.transaction():
         await _begin_snapshot(conn)
         version = await _learner_version(conn, user_id)
         if version is None:
             return None
         attempts = await _all(conn, QuizAttempt, query, params)
+        total = await _total(conn, count, params)
         responses = await _all(
             conn,
             QuizQuestionResponse,
@@ -336,34 +381,56 @@ async def quiz_attempts(
         QuizAttemptDetail(**dict(attempt), responses=tuple(by_attempt.get(attempt.id, ())))
         for attempt in attempts
     )
-    return Read(version, QuizAttemptList(user_id=user_id, quiz_attempts=details))
+    listing = QuizAttemptList(
+        user_id=user_id, quiz_attempts=details, total=total, limit=limit, offset=offset
+    )
+    return Read(version, listing)
 
 
 async def assignments(
-    conn: AsyncConnection, user_id: str, course_id: str | None
+    conn: AsyncConnection, user_id: str, course_id: str | None, limit: int, offset: int
 ) -> Read[AssignmentList] | None:
-    params: dict[str, object] = {"user_id": user_id, "course_id": course_id}
-    query = _ASSIGNMENTS if course_id is None else _COURSE_ASSIGNMENTS
+    params: dict[str, object] = {
+        "user_id": user_id,
+        "course_id": course_id,
+        "limit": limit,
+        "offset": offset,
+    }
+    query, count = _ASSIGNMENTS[course_id is not None]
     async with conn.transaction():
         await _begin_snapshot(conn)
         version = await _learner_version(conn, user_id)
         if version is None:
             return None
         rows = await _all(conn, AssignmentSubmission, query, params)
-    return Read(version, AssignmentList(user_id=user_id, assignments=rows))
+        total = await _total(conn, count, params)
+    listing = AssignmentList(
+        user_id=user_id, assignments=rows, total=total, limit=limit, offset=offset
+    )
+    return Read(version, listing)
 
 
-async def learning_paths(conn: AsyncConnection, user_id: str) -> Read[LearningPathList] | None:
+async def learning_paths(
+    conn: AsyncConnection, user_id: str, limit: int, offset: int
+) -> Read[LearningPathList] | None:
+    params: dict[str, object] = {"user_id": user_id, "limit": limit, "offset": offset}
     async with conn.transaction():
         await _begin_snapshot(conn)
         version = await _learner_version(conn, user_id)
         if version is None:
             return None
-        rows = await _all(conn, LearningPathProgress, _LEARNING_PATHS, {"user_id": user_id})
-    return Read(version, LearningPathList(user_id=user_id, learning_paths=rows))
+        rows = await _all(conn, LearningPathProgress, _LEARNING_PATHS, params)
+        total = await _total(conn, _LEARNING_PATHS_TOTAL, params)
+    listing = LearningPathList(
+        user_id=user_id, learning_paths=rows, total=total, limit=limit, offset=offset
+    )
+    return Read(version, listing)
 
 
-async def competencies(conn: AsyncConnection, user_id: str) -> Read[CompetencyList] | None:
+async def competencies(
+    conn: AsyncConnection, user_id: str, limit: int, offset: int
+) -> Read[CompetencyList] | None:
+    params: dict[str, object] = {"user_id": user_id, "limit": limit, "offset": offset}
     async with conn.transaction():
         await _begin_snapshot(conn)
         version = await _learner_version(conn, user_id)
@@ -371,8 +438,9 @@ async def competencies(conn: AsyncConnection, user_id: str) -> Read[CompetencyLi
             return None
         # Dicts, not models: a UserCompetency needs its evidence, read next.
         async with conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(_COMPETENCIES, {"user_id": user_id})
+            await cursor.execute(_COMPETENCIES, params)
             held: list[dict[str, Any]] = await cursor.fetchall()
+        total = await _total(conn, _COMPETENCIES_TOTAL, params)
         evidence = await _all(
             conn,
             CompetencyEvidence,
@@ -383,38 +451,74 @@ async def competencies(conn: AsyncConnection, user_id: str) -> Read[CompetencyLi
     for item in evidence:
         by_competency.setdefault(item.user_competency_id, []).append(item)
     rows = tuple(UserCompetency(**row, evidence=by_competency.get(row["id"], [])) for row in held)
-    return Read(version, CompetencyList(user_id=user_id, competencies=rows))
+    listing = CompetencyList(
+        user_id=user_id, competencies=rows, total=total, limit=limit, offset=offset
+    )
+    return Read(version, listing)
 
 
-async def achievements(conn: AsyncConnection, user_id: str) -> Read[AchievementList] | None:
+async def achievements(
+    conn: AsyncConnection, user_id: str, limit: int, offset: int
+) -> Read[AchievementList] | None:
+    params: dict[str, object] = {"user_id": user_id, "limit": limit, "offset": offset}
     async with conn.transaction():
         await _begin_snapshot(conn)
         version = await _learner_version(conn, user_id)
         if version is None:
             return None
         async with conn.cursor(row_factory=class_row(EarnedAchievement)) as cursor:
-            await cursor.execute(_ACHIEVEMENTS, {"user_id": user_id})
+            await cursor.execute(_ACHIEVEMENTS, params)
             rows = tuple(await cursor.fetchall())
-    return Read(version, AchievementList(user_id=user_id, achievements=rows))
+        total = await _total(conn, _ACHIEVEMENTS_TOTAL, params)
+    listing = AchievementList(
+        user_id=user_id, achievements=rows, total=total, limit=limit, offset=offset
+    )
+    return Read(version, listing)
+
+
+async def _catalog_page(
+    conn: AsyncConnection,
+    model: type[R],
+    query: sql.Composed,
+    count: sql.Composed,
+    limit: int,
+    offset: int,
+) -> tuple[tuple[R, ...], int]:
+    # One snapshot for the rows and their count.
+    params: dict[str, object] = {"limit": limit, "offset": offset}
+    async with conn.transaction():
+        await _begin_snapshot(conn)
+        rows = await _all(conn, model, query, params)
+        total = await _total(conn, count, params)
+    return rows, total
 
 
 async def competency_catalog(conn: AsyncConnection, limit: int, offset: int) -> CompetencyCatalog:
-    rows = await _all(conn, Competency, _COMPETENCY_CATALOG, {"limit": limit, "offset": offset})
-    return CompetencyCatalog(competencies=rows, limit=limit, offset=offset)
+    rows, total = await _catalog_page(
+        conn, Competency, _COMPETENCY_CATALOG, _COMPETENCY_CATALOG_TOTAL, limit, offset
+    )
+    return CompetencyCatalog(competencies=rows, total=total, limit=limit, offset=offset)
 
 
 async def achievement_catalog(conn: AsyncConnection, limit: int, offset: int) -> AchievementCatalog:
-    rows = await _all(conn, Achievement, _ACHIEVEMENT_CATALOG, {"limit": limit, "offset": offset})
-    return AchievementCatalog(achievements=rows, limit=limit, offset=offset)
+    rows, total = await _catalog_page(
+        conn, Achievement, _ACHIEVEMENT_CATALOG, _ACHIEVEMENT_CATALOG_TOTAL, limit, offset
+    )
+    return AchievementCatalog(achievements=rows, total=total, limit=limit, offset=offset)
 
 
 async def learning_path_catalog(
     conn: AsyncConnection, limit: int, offset: int
 ) -> LearningPathCatalog:
-    rows = await _all(
-        conn, LearningPathRow, _LEARNING_PATH_CATALOG, {"limit": limit, "offset": offset}
+    rows, total = await _catalog_page(
+        conn,
+        LearningPathRow,
+        _LEARNING_PATH_CATALOG,
+        _LEARNING_PATH_CATALOG_TOTAL,
+        limit,
+        offset,
     )
-    return LearningPathCatalog(learning_paths=rows, limit=limit, offset=offset)
+    return LearningPathCatalog(learning_paths=rows, total=total, limit=limit, offset=offset)
 
 
 async def ping(conn: AsyncConnection) -> None:

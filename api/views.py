@@ -35,7 +35,10 @@ from adapters.publishing import (
 from api import queries
 from api.auth import Unauthorized
 from api.errors import ApiError
+from api.etags import catalog_etag, learner_etag, none_match
 from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
+from api.paging import PageInfo, link_header, page_of
+from api.queries import Page
 from progress.catalog import CatalogEntryT
 from progress.models import ProgressStatus
 from progress.schema import EventTime, Id
@@ -46,8 +49,8 @@ M = TypeVar("M", bound=BaseModel)
 V = TypeVar("V")
 D = TypeVar("D")
 
-_ID: TypeAdapter[str] = TypeAdapter(Id)
-_STATUS: TypeAdapter[ProgressStatus] = TypeAdapter(ProgressStatus)
+ID: TypeAdapter[str] = TypeAdapter(Id)
+STATUS: TypeAdapter[ProgressStatus] = TypeAdapter(ProgressStatus)
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -59,12 +62,13 @@ def _digits_only(value: object) -> object:
     return value
 
 
-_LIMIT: TypeAdapter[int] = TypeAdapter(
-    Annotated[int, BeforeValidator(_digits_only), Field(ge=1, le=500)]
+# The bounds before the validator: so the JSON schema (api.openapi) states them.
+LIMIT: TypeAdapter[int] = TypeAdapter(
+    Annotated[int, Field(ge=1, le=500), BeforeValidator(_digits_only)]
 )
 # Bounded so that PostgreSQL never sees an offset it cannot represent.
-_OFFSET: TypeAdapter[int] = TypeAdapter(
-    Annotated[int, BeforeValidator(_digits_only), Field(ge=0, le=2**31 - 1)]
+OFFSET: TypeAdapter[int] = TypeAdapter(
+    Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_digits_only)]
 )
 _EVENT_TIME: TypeAdapter[datetime] = TypeAdapter(EventTime)
 DEFAULT_LIMIT = 100
@@ -84,7 +88,7 @@ def _reason(exc: ValidationError) -> str:
 def _path_id(request: web.Request, name: str) -> str:
     value = request.match_info[name]
     try:
-        return _ID.validate_python(value)
+        return ID.validate_python(value)
     except ValidationError as exc:
         raise ApiError.bad_request(
             f"path parameter {name} {value[:64]!r} is not a valid id: {_reason(exc)}"
@@ -107,8 +111,29 @@ def _query_param(request: web.Request, name: str, adapter: TypeAdapter[V], defau
 # ------------------------------------------------------------------ read path
 
 
-def _json(body: bytes, *, cache: str) -> web.Response:
-    return web.Response(body=body, content_type="application/json", headers={"X-Cache": cache})
+def _answer(
+    request: web.Request,
+    body: bytes,
+    etag: str,
+    *,
+    page: PageInfo | None,
+    cache: str | None = None,
+) -> web.Response:
+    """A read's answer: its body with ``ETag`` (and ``Link`` for a list), or 304 without a
+    body when ``If-None-Match`` names the tag."""
+    headers = {"ETag": etag, "Cache-Control": _CACHE_CONTROL}
+    if cache is not None:
+        headers["X-Cache"] = cache
+    if none_match(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    if page is not None:
+        headers["Link"] = link_header(request.rel_url, page)
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+# Answers may be stored by the client (a browser, a dashboard's fetch cache) but must be
+# revalidated, with the ETag, before each use: they change with the next event.
+_CACHE_CONTROL = "private, no-cache"
 
 
 async def _read_through(
@@ -117,19 +142,24 @@ async def _read_through(
     field: str | None,
     read: Callable[[AsyncConnection], Awaitable[queries.Read[M] | None]],
     not_found: str,
+    *,
+    listing: bool = False,
 ) -> web.Response:
     """The answer from the cache's ``field``, else from PostgreSQL, then cached (``None``:
-    Redis is known to be down, go straight to PostgreSQL)."""
+    Redis is known to be down, go straight to PostgreSQL). ``listing``: the answer is a
+    list envelope (``queries.Page``), answered with its ``Link`` header."""
     cache = request.app[CACHE]
     cached = None
     if field is not None:
         try:
-            cached = await cache.get(user_id, field)
+            cached = await cache.get_versioned(user_id, field)
         except RedisError as exc:
             log.warning("cache unavailable, answering from PostgreSQL: %r", exc)
             field = None
     if cached is not None:
-        return _json(cached, cache="hit")
+        version, body = cached
+        page = page_of(body) if listing else None
+        return _answer(request, body, learner_etag(version, body), page=page, cache="hit")
 
     async with request.app[PG_POOL].connection() as conn:
         result = await read(conn)
@@ -141,7 +171,16 @@ async def _read_through(
             await cache.fill(user_id, field, result.version, body)
         except RedisError as exc:
             log.warning("cache fill failed, answer not cached: %r", exc)
-    return _json(body, cache="miss")
+    value = result.value
+    page = PageInfo(value.total, value.limit, value.offset) if isinstance(value, Page) else None
+    return _answer(request, body, learner_etag(result.version, body), page=page, cache="miss")
+
+
+def _page_params(request: web.Request) -> tuple[int, int]:
+    """``limit`` and ``offset`` of a list request, validated."""
+    limit = _query_param(request, "limit", LIMIT, DEFAULT_LIMIT)
+    offset = _query_param(request, "offset", OFFSET, 0)
+    return limit, offset
 
 
 # ------------------------------------------------------------------ handlers
@@ -160,15 +199,15 @@ async def user_progress(request: web.Request) -> web.Response:
 
 async def courses(request: web.Request) -> web.Response:
     user_id = _path_id(request, "user_id")
-    status = _query_param(request, "status", _STATUS, None)
-    limit = _query_param(request, "limit", _LIMIT, DEFAULT_LIMIT)
-    offset = _query_param(request, "offset", _OFFSET, 0)
+    status = _query_param(request, "status", STATUS, None)
+    limit, offset = _page_params(request)
     return await _read_through(
         request,
         user_id,
         Fields.courses(status, limit, offset),
         lambda conn: queries.courses(conn, user_id, status, limit, offset),
         f"no progress for user {user_id!r}",
+        listing=True,
     )
 
 
@@ -216,48 +255,56 @@ def _no_progress(user_id: str) -> str:
 
 async def quiz_attempts(request: web.Request) -> web.Response:
     user_id = _path_id(request, "user_id")
-    course_id = _query_param(request, "course_id", _ID, None)
-    quiz_id = _query_param(request, "quiz_id", _ID, None)
+    course_id = _query_param(request, "course_id", ID, None)
+    quiz_id = _query_param(request, "quiz_id", ID, None)
+    limit, offset = _page_params(request)
     return await _read_through(
         request,
         user_id,
-        Fields.quiz_attempts(course_id, quiz_id),
-        lambda conn: queries.quiz_attempts(conn, user_id, course_id, quiz_id),
+        Fields.quiz_attempts(course_id, quiz_id, limit, offset),
+        lambda conn: queries.quiz_attempts(conn, user_id, course_id, quiz_id, limit, offset),
         _no_progress(user_id),
+        listing=True,
     )
 
 
 async def assignments(request: web.Request) -> web.Response:
     user_id = _path_id(request, "user_id")
-    course_id = _query_param(request, "course_id", _ID, None)
+    course_id = _query_param(request, "course_id", ID, None)
+    limit, offset = _page_params(request)
     return await _read_through(
         request,
         user_id,
-        Fields.assignments(course_id),
-        lambda conn: queries.assignments(conn, user_id, course_id),
+        Fields.assignments(course_id, limit, offset),
+        lambda conn: queries.assignments(conn, user_id, course_id, limit, offset),
         _no_progress(user_id),
+        listing=True,
     )
 
 
 async def learning_paths(request: web.Request) -> web.Response:
     user_id = _path_id(request, "user_id")
+    limit, offset = _page_params(request)
     return await _read_through(
         request,
         user_id,
-        Fields.LEARNING_PATHS,
-        lambda conn: queries.learning_paths(conn, user_id),
+        Fields.learning_paths(limit, offset),
+        lambda conn: queries.learning_paths(conn, user_id, limit, offset),
         _no_progress(user_id),
+        listing=True,
     )
 
 
 async def competencies(request: web.Request) -> web.Response:
     user_id = _path_id(request, "user_id")
+    limit, offset = _page_params(request)
     return await _read_through(
         request,
         user_id,
-        Fields.COMPETENCIES,
-        lambda conn: queries.competencies(conn, user_id),
+        Fields.competencies(limit, offset),
+        lambda conn: queries.competencies(conn, user_id, limit, offset),
         _no_progress(user_id),
+        listing=True,
     )
 
 
@@ -265,17 +312,20 @@ async def achievements(request: web.Request) -> web.Response:
     """Earned achievements with the catalog's name and points: cached under the catalog
     generation too, so a changed achievement is not answered from an older cached join."""
     user_id = _path_id(request, "user_id")
+    limit, offset = _page_params(request)
     field: str | None = None
     try:
-        field = Fields.achievements(await request.app[CACHE].catalog_generation())
+        generation = await request.app[CACHE].catalog_generation()
+        field = Fields.achievements(generation, limit, offset)
     except RedisError as exc:
         log.warning("cache unavailable, answering from PostgreSQL: %r", exc)
     return await _read_through(
         request,
         user_id,
         field,
-        lambda conn: queries.achievements(conn, user_id),
+        lambda conn: queries.achievements(conn, user_id, limit, offset),
         _no_progress(user_id),
+        listing=True,
     )
 
 
@@ -283,13 +333,14 @@ async def achievements(request: web.Request) -> web.Response:
 
 
 async def _listing(
-    request: web.Request, read: Callable[[AsyncConnection, int, int], Awaitable[BaseModel]]
+    request: web.Request, read: Callable[[AsyncConnection, int, int], Awaitable[Page]]
 ) -> web.Response:
-    limit = _query_param(request, "limit", _LIMIT, DEFAULT_LIMIT)
-    offset = _query_param(request, "offset", _OFFSET, 0)
+    limit, offset = _page_params(request)
     async with request.app[PG_POOL].connection() as conn:
         listing = await read(conn, limit, offset)
-    return web.Response(body=listing.model_dump_json().encode(), content_type="application/json")
+    body = listing.model_dump_json().encode()
+    page = PageInfo(listing.total, listing.limit, listing.offset)
+    return _answer(request, body, catalog_etag(body), page=page)
 
 
 async def competency_catalog(request: web.Request) -> web.Response:

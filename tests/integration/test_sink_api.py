@@ -654,18 +654,21 @@ async def test_api_serves_each_endpoint_from_postgres_then_from_the_cache(
         f"/users/{user}/courses": {
             "user_id": user,
             "courses": [as_json(git100), as_json(py101)],  # by course id
+            "total": 2,
             "limit": 100,
             "offset": 0,
         },
         f"/users/{user}/courses?status=completed": {
             "user_id": user,
             "courses": [as_json(git100)],
+            "total": 1,
             "limit": 100,
             "offset": 0,
         },
         f"/users/{user}/courses?limit=1&offset=1": {
             "user_id": user,
             "courses": [as_json(py101)],
+            "total": 2,
             "limit": 1,
             "offset": 1,
         },
@@ -703,25 +706,36 @@ async def test_api_serves_attempts_assignments_paths_competencies_and_achievemen
 
     # "+" in a query string is a space: a course key there is percent-encoded.
     course, done_course = quote(COURSE, safe=""), quote(DONE_COURSE, safe="")
+
+    def page(rows: str, listed: list[Any], total: int | None = None) -> dict[str, Any]:
+        # Every list is a page: the default one here, whose total is what it lists.
+        count = len(listed) if total is None else total
+        return {"user_id": user, rows: listed, "total": count, "limit": 100, "offset": 0}
+
     expected = {
-        f"/users/{user}/quiz-attempts": {"user_id": user, "quiz_attempts": attempts},
-        f"/users/{user}/quiz-attempts?course_id={course}&quiz_id=q1": {
-            "user_id": user,
-            "quiz_attempts": attempts,
+        f"/users/{user}/quiz-attempts": page("quiz_attempts", attempts),
+        f"/users/{user}/quiz-attempts?course_id={course}&quiz_id=q1": page(
+            "quiz_attempts", attempts
+        ),
+        f"/users/{user}/quiz-attempts?quiz_id=q2": page("quiz_attempts", []),
+        f"/users/{user}/quiz-attempts?course_id={done_course}": page("quiz_attempts", []),
+        f"/users/{user}/assignments": page("assignments", [a9, a1]),  # by course
+        f"/users/{user}/assignments?course_id={course}": page("assignments", [a1]),
+        f"/users/{user}/learning-paths": page(
+            "learning_paths", [snapshot.learning_path_progress[0].model_dump(mode="json")]
+        ),
+        f"/users/{user}/competencies": page("competencies", [git, python]),
+        f"/users/{user}/achievements": page("achievements", earned),
+        # The second page of one: its rows, and the whole list's total.
+        f"/users/{user}/quiz-attempts?limit=1&offset=1": {
+            **page("quiz_attempts", [attempts[1]], total=2),
+            "limit": 1,
+            "offset": 1,
         },
-        f"/users/{user}/quiz-attempts?quiz_id=q2": {"user_id": user, "quiz_attempts": []},
-        f"/users/{user}/quiz-attempts?course_id={done_course}": {
-            "user_id": user,
-            "quiz_attempts": [],
+        f"/users/{user}/competencies?limit=1": {
+            **page("competencies", [git], total=2),
+            "limit": 1,
         },
-        f"/users/{user}/assignments": {"user_id": user, "assignments": [a9, a1]},  # by course
-        f"/users/{user}/assignments?course_id={course}": {"user_id": user, "assignments": [a1]},
-        f"/users/{user}/learning-paths": {
-            "user_id": user,
-            "learning_paths": [snapshot.learning_path_progress[0].model_dump(mode="json")],
-        },
-        f"/users/{user}/competencies": {"user_id": user, "competencies": [git, python]},
-        f"/users/{user}/achievements": {"user_id": user, "achievements": earned},
     }
     for url, body in expected.items():
         for cache in ("miss", "hit"):
