@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     api_jwt_algorithms: str = "HS256"  # comma-separated
     api_jwt_issuer: str | None = None
     api_jwt_audience: str | None = None
+    # CORS (api/cors.py): origins whose pages may call the API, comma-separated and exact
+    # ("https://dash.example.com"), or "*" for any; empty: no cross-origin access.
+    api_cors_origins: str = ""
+    # How long a browser may reuse a preflight's answer.
+    api_cors_max_age_seconds: int = Field(default=600, ge=0)
 
     # Probes and metrics of the worker and the sink (adapters/probes.py): /healthz, /readyz
     # and /metrics, without authentication; bound to loopback unless set otherwise.

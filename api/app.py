@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -31,9 +32,11 @@ from adapters.logs import REQUEST_ID, request_id
 from adapters.metrics import CONTENT_TYPE_LATEST, ApiMetrics, exposition, new_registry
 from adapters.publishing import CatalogPublisher
 from adapters.settings import InvalidSettings, Settings
+from api import openapi
 from api.auth import PUBLIC_PATHS, Authenticator, NoAuth, TokenVerifier, authorize
+from api.cors import CorsPolicy, cors_middleware
 from api.errors import ApiError
-from api.keys import AUTH, CACHE, METRICS, PG_POOL, PUBLISHER, REDIS, SETTINGS
+from api.keys import AUTH, CACHE, METRICS, OPENAPI, PG_POOL, PUBLISHER, REDIS, SETTINGS
 from api.routes import setup_routes
 
 log = logging.getLogger(__name__)
@@ -47,10 +50,19 @@ MAX_LINE_BYTES = 8190
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        # Observation first (request ids and latency of every answer); then CORS: a preflight
+        # is answered before authentication, and the CORS headers go on every answer,
+        # errors included.
+        middlewares=[
+            observe_middleware,
+            cors_middleware(CorsPolicy.of(settings)),
+            error_middleware,
+            auth_middleware,
+        ],
         handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
     )
     app[SETTINGS] = settings
+    app[OPENAPI] = json.dumps(openapi.document()).encode()
     app[AUTH] = _authenticator(settings)
     app[METRICS] = ApiMetrics(new_registry())
     app.cleanup_ctx.append(_postgres)

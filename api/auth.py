@@ -75,8 +75,8 @@ class Principal:
 
 
 UNRESTRICTED = Principal(subject="local-development", role="staff", scopes=ALL_SCOPES)
-# Probes and Prometheus scrape without a token (docs/operations.md#metrics).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Probes, Prometheus and the API contract need no token (docs/operations.md#metrics).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 
 
 def authorize(principal: Principal, path: str, user_id: str | None) -> None:

@@ -20,3 +20,5 @@ PUBLISHER = web.AppKey("publisher", CatalogPublisher)
 METRICS = web.AppKey("metrics", ApiMetrics)
 # A union is no class to pass as the second argument: the key takes it as its type argument.
 AUTH = web.AppKey[Authenticator]("auth")
+# The OpenAPI document (api.openapi), serialized once when the app is created.
+OPENAPI = web.AppKey("openapi", bytes)

@@ -1,40 +1,166 @@
-"""Every route of the API, in one table."""
+"""Every route of the API, in one table: what aiohttp serves and what ``/openapi.json``
+describes are both read from ``ROUTES``, so the two cannot differ.
+
+Adding a route is one ``Route(...)`` line here: its method, path (aiohttp's pattern), handler,
+a summary, the model of its answer, its query parameters, its body and who may call it. Who
+may call it is enforced by ``api.auth.authorize`` (by path); ``tests/unit/test_api_contract``
+checks that each line's ``access`` says what ``authorize`` does.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import TypeAdapter
 
 from adapters.publishing import CATALOG_KINDS, DELETABLE_KINDS
-from api import views
+from api import docs, queries, views
+from api.auth import Scope
+from api.bodies import (
+    CatalogEntryBody,
+    ErasureAccepted,
+    ErasureBody,
+    Health,
+    Published,
+    Readiness,
+    TombstoneBody,
+)
+from progress.models import LessonProgress, UserProgress
+
+# Who may call a route: anyone ("public"), any valid token ("token"), the learner of the
+# path's user_id or a token with progress:read ("learner"), or a staff/service token with
+# the scope named.
+Access = Literal["public", "token", "learner"] | Scope
+# What the answer is: a model's JSON, a read of a learner's rows (with ETag, X-Cache and,
+# for a list envelope, Link), a catalog listing (ETag, Link), or a document (not JSON rows).
+Shape = Literal["json", "learner", "listing", "document"]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter: its name, what it takes (a pydantic type) and what it means."""
+
+    name: str
+    schema: TypeAdapter[Any]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # aiohttp's pattern: {name} or {name:regex}
+    handler: Handler
+    summary: str
+    answer: Any  # the model (or type) of the success body; for a document, its media type
+    access: Access
+    shape: Shape = "json"
+    status: int = 200
+    query: tuple[Param, ...] = ()
+    body: Any = None  # the model (or type) of the request body, None: no body
+    body_required: bool = False
+
+
+_LIMIT = Param("limit", views.LIMIT, f"page size (default {views.DEFAULT_LIMIT})")
+_OFFSET = Param("offset", views.OFFSET, "rows to skip (default 0)")
+_PAGE = (_LIMIT, _OFFSET)
+_STATUS = Param("status", views.STATUS, "only courses in this status")
+_COURSE = Param("course_id", views.ID, "only this course's")
+_QUIZ = Param("quiz_id", views.ID, "only this quiz's")
 
 # Other kinds are not routes (404); DELETE of a course is not allowed (405).
 _KIND = "{kind:" + "|".join(CATALOG_KINDS) + "}"
 _DELETABLE_KIND = "{kind:" + "|".join(DELETABLE_KINDS) + "}"
+_USER = "/users/{user_id}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", views.healthz, "The process is alive", Health, "public"),
+    Route(
+        "GET", "/readyz", views.readyz, "PostgreSQL and Redis answer", Readiness, "public"
+    ),
+    Route(
+        "GET", "/openapi.json", docs.openapi_json, "This document", "application/json",
+        "public", "document",
+    ),
+    Route("GET", "/docs", docs.docs_page, "The API's docs page", "text/html", "public", "document"),
+    # Reads of a learner: the learner's own token, or staff with progress:read.
+    Route(
+        "GET", f"{_USER}/progress", views.user_progress, "A learner's overview", UserProgress,
+        "learner", "learner",
+    ),
+    Route(
+        "GET", f"{_USER}/courses", views.courses, "A learner's courses, by course id",
+        queries.CourseList, "learner", "learner", query=(_STATUS, *_PAGE),
+    ),
+    Route(
+        "GET", f"{_USER}/courses/{{course_id}}", views.course, "A course with its modules",
+        queries.CourseDetail, "learner", "learner",
+    ),
+    Route(
+        "GET", f"{_USER}/courses/{{course_id}}/modules/{{module_id}}", views.module,
+        "A module with its lessons", queries.ModuleDetail, "learner", "learner",
+    ),
+    Route(
+        "GET", f"{_USER}/courses/{{course_id}}/lessons/{{lesson_id}}", views.lesson,
+        "A lesson", LessonProgress, "learner", "learner",
+    ),
+    Route(
+        "GET", f"{_USER}/quiz-attempts", views.quiz_attempts,
+        "Quiz attempts with their responses, by quiz id then attempt number",
+        queries.QuizAttemptList, "learner", "learner", query=(_COURSE, _QUIZ, *_PAGE),
+    ),
+    Route(
+        "GET", f"{_USER}/assignments", views.assignments,
+        "Assignment submissions, by course id, assignment id, then creation",
+        queries.AssignmentList, "learner", "learner", query=(_COURSE, *_PAGE),
+    ),
+    Route(
+        "GET", f"{_USER}/learning-paths", views.learning_paths, "Learning paths, by id",
+        queries.LearningPathList, "learner", "learner", query=_PAGE,
+    ),
+    Route(
+        "GET", f"{_USER}/competencies", views.competencies,
+        "Competencies with their evidence, by competency id",
+        queries.CompetencyList, "learner", "learner", query=_PAGE,
+    ),
+    Route(
+        "GET", f"{_USER}/achievements", views.achievements,
+        "Earned achievements with the catalog's name and points, by time earned",
+        queries.AchievementList, "learner", "learner", query=_PAGE,
+    ),
+    # Catalog listings: any valid token.
+    Route(
+        "GET", "/catalog/competencies", views.competency_catalog, "Competencies, by id",
+        queries.CompetencyCatalog, "token", "listing", query=_PAGE,
+    ),
+    Route(
+        "GET", "/catalog/achievements", views.achievement_catalog, "Achievements, by id",
+        queries.AchievementCatalog, "token", "listing", query=_PAGE,
+    ),
+    Route(
+        "GET", "/catalog/learning-paths", views.learning_path_catalog, "Learning paths, by id",
+        queries.LearningPathCatalog, "token", "listing", query=_PAGE,
+    ),
+    # Admin: a staff or service token with the scope.
+    Route(
+        "PUT", f"/admin/catalog/{_KIND}/{{entry_id}}", views.put_catalog_entry,
+        "Publish a catalog entry", Published, "catalog:write", status=202,
+        body=CatalogEntryBody, body_required=True,
+    ),
+    Route(
+        "DELETE", f"/admin/catalog/{_DELETABLE_KIND}/{{entry_id}}", views.delete_catalog_entry,
+        "Publish a catalog entry's tombstone", Published, "catalog:write", status=202,
+        body=TombstoneBody,
+    ),
+    Route(
+        "DELETE", "/admin/learners/{user_id}", views.erase_learner,
+        "Request the erasure of every record of a learner", ErasureAccepted, "learners:erase",
+        status=202, body=ErasureBody,
+    ),
+)  # fmt: skip
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_routes(
-        [
-            web.get("/healthz", views.healthz),
-            web.get("/readyz", views.readyz),
-            web.get("/users/{user_id}/progress", views.user_progress),
-            web.get("/users/{user_id}/courses", views.courses),
-            web.get("/users/{user_id}/courses/{course_id}", views.course),
-            web.get("/users/{user_id}/courses/{course_id}/modules/{module_id}", views.module),
-            web.get("/users/{user_id}/courses/{course_id}/lessons/{lesson_id}", views.lesson),
-            web.get("/users/{user_id}/quiz-attempts", views.quiz_attempts),
-            web.get("/users/{user_id}/assignments", views.assignments),
-            web.get("/users/{user_id}/learning-paths", views.learning_paths),
-            web.get("/users/{user_id}/competencies", views.competencies),
-            web.get("/users/{user_id}/achievements", views.achievements),
-            web.get("/catalog/competencies", views.competency_catalog),
-            web.get("/catalog/achievements", views.achievement_catalog),
-            web.get("/catalog/learning-paths", views.learning_path_catalog),
-            # Admin routes need a staff or service token with the right scope (api/auth.py).
-            web.put(f"/admin/catalog/{_KIND}/{{entry_id}}", views.put_catalog_entry),
-            web.delete(
-                f"/admin/catalog/{_DELETABLE_KIND}/{{entry_id}}", views.delete_catalog_entry
-            ),
-            web.delete("/admin/learners/{user_id}", views.erase_learner),
-        ]
-    )
+    app.router.add_routes([web.route(r.method, r.path, r.handler) for r in ROUTES])

@@ -35,5 +35,7 @@ scripts/bootstrap.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
+# docs/openapi.json and docs/asyncapi.json must be what the code generates.
+.venv/bin/progress contract --check
 
 .venv/bin/pytest "$@"

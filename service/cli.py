@@ -14,6 +14,8 @@
     progress token <subject> [--role R] [--scope S ...] [--hours H] [--private-key PEM]
                       mint a bearer token signed with API_JWT_KEY (HS256), or with a
                       private key for RS256/ES256
+    progress contract [--write | --check] [--dir DIR]
+                      the OpenAPI and AsyncAPI documents: print, write to docs/, or check
 
 Imports are inside the commands so that each process loads only what it runs
 (the API never imports Faust).
@@ -275,6 +277,22 @@ def _token(
     print(token)
 
 
+def _contract(directory: Path, write: bool, check: bool) -> None:
+    from service import contract
+
+    if write:
+        for path in contract.write(directory):
+            print(f"wrote {path}")
+    elif check:
+        stale = contract.stale(directory)
+        if stale:
+            raise CommandError(
+                f"{', '.join(map(str, stale))} differ from the code: run progress contract --write"
+            )
+    else:
+        print(json.dumps({name: json.loads(text) for name, text in contract.rendered().items()}))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progress",
@@ -328,6 +346,16 @@ def _parser() -> argparse.ArgumentParser:
         help="a PEM private key file: how RS256/ES256 tokens are signed "
         "(the API verifies them with the public key in API_JWT_KEY)",
     )
+    contract = commands.add_parser(
+        "contract",
+        help="the OpenAPI and AsyncAPI documents",
+        description="Generate docs/openapi.json (the API) and docs/asyncapi.json (the topics) "
+        "from the code: print both, write the files, or check that they are current.",
+    )
+    what = contract.add_mutually_exclusive_group()
+    what.add_argument("--write", action="store_true", help="write the files that changed")
+    what.add_argument("--check", action="store_true", help="fail if a file is not current")
+    contract.add_argument("--dir", type=Path, default=Path("docs"), help="default: docs")
     return parser
 
 
@@ -342,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
             _erase(settings, args.user_id)
         elif args.command == "redrive":
             _redrive(settings, args.error_type, args.dry_run)
+        elif args.command == "contract":
+            _contract(args.dir, args.write, args.check)
         elif args.command == "token":
             _token(settings, args.subject, args.role, args.scope, args.hours, args.private_key)
         else:
