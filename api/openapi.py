@@ -94,7 +94,9 @@ def _error_statuses(route: Route) -> list[int]:
     return statuses
 
 
-def document(routes: Iterable[Route] = ROUTES, examples: Mapping[str, str] | None = None) -> dict:
+def document(
+    routes: Iterable[Route] = ROUTES, examples: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The OpenAPI document of ``routes``. ``examples``: a value for path parameters by name
     (tests give real ids, so property-based tests reach rows)."""
     routes = tuple(routes)
@@ -148,7 +150,7 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
-def _operation(route: Route, by_key: dict[str, Any], examples: Mapping[str, str]) -> dict:
+def _operation(route: Route, by_key: dict[str, Any], examples: Mapping[str, str]) -> dict[str, Any]:
     parameters = _path_parameters(route)
     for parameter in parameters:
         if parameter["name"] in examples and "enum" not in parameter["schema"]:
