@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.cache import ProgressCache, redis_client
 from adapters.logs import REQUEST_ID, request_id
-from adapters.metrics import CONTENT_TYPE_LATEST, ApiMetrics, exposition, new_registry
+from adapters.metrics import ApiMetrics, new_registry
 from adapters.publishing import CatalogPublisher
 from adapters.settings import InvalidSettings, Settings
 from api import openapi
@@ -69,7 +69,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_publisher)
     setup_routes(app)
-    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -236,12 +235,6 @@ class AccessLogger(AbstractAccessLogger):
                 "duration_seconds": round(time, 6),
             },
         )
-
-
-async def metrics(request: web.Request) -> web.Response:
-    """The API's Prometheus metrics, as text."""
-    body = exposition(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @web.middleware

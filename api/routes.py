@@ -85,6 +85,10 @@ ROUTES: tuple[Route, ...] = (
         "public", "document",
     ),
     Route("GET", "/docs", docs.docs_page, "The API's docs page", "text/html", "public", "document"),
+    Route(
+        "GET", "/metrics", views.metrics, "Prometheus metrics (docs/operations.md#metrics)",
+        "text/plain", "public", "document",
+    ),
     # Reads of a learner: the learner's own token, or staff with progress:read.
     Route(
         "GET", f"{_USER}/progress", views.user_progress, "A learner's overview", UserProgress,

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationE
 from redis.exceptions import RedisError
 
 from adapters.cache import Fields
+from adapters.metrics import CONTENT_TYPE_LATEST, exposition
 from adapters.publishing import (
     CatalogKind,
     CatalogUnavailable,
@@ -36,7 +37,7 @@ from api import queries
 from api.auth import Unauthorized
 from api.errors import ApiError
 from api.etags import catalog_etag, learner_etag, none_match
-from api.keys import AUTH, CACHE, PG_POOL, PUBLISHER, REDIS
+from api.keys import AUTH, CACHE, METRICS, PG_POOL, PUBLISHER, REDIS
 from api.paging import PageInfo, link_header, page_of
 from api.queries import Page
 from progress.catalog import CatalogEntryT
@@ -506,3 +507,9 @@ async def _check(probe: Awaitable[None]) -> str:
         first_line = next(iter(str(exc).strip().splitlines()), "")
         return f"{type(exc).__name__}: {first_line}"[:120].rstrip(": ")
     return "ok"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The API's Prometheus metrics, as text."""
+    body = exposition(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
