@@ -29,6 +29,7 @@ from faust.types import EventT, Message, TableT, TopicT
 from adapters.settings import Settings
 from adapters.topics import LEARNER_STATE_MAX_BYTES, TABLE_VALUE_MAX_BYTES, consumed_kinds
 from progress.catalog import AchievementUpdated, CatalogEntry, CatalogSnapshot, LearningPathUpdated
+from progress.course_catalog import CourseSnapshot
 from progress.decode import InvalidEvent, decode_event
 from progress.events import ConsumedEvent, CourseUpdated, LearnerErasureRequested, PublishedEvent
 from progress.facts import merge_course_update
@@ -213,6 +214,14 @@ class LearnerStream:
         if known != held:
             value, known = _bounded_course(known)
             self.courses.store(p, event.id, known, value)
+        if p == 0:  # every partition gets a copy; one of them writes the catalog rows
+            # Sent even when nothing changed, as the re-derivation below: a replay re-sends
+            # what a crash lost, and the sink keeps the newest of each part.
+            snapshot = CourseSnapshot.of(known)
+            key = CourseSnapshot.key_for(event.id).encode()
+            await self.effects.send(
+                self.effects.snapshots, key, snapshot.model_dump_json().encode()
+            )
         # Re-derived even when nothing changed, so a replay re-sends what a crash lost.
         catalog = self.catalogs.catalog(p)
 
