@@ -44,6 +44,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from adapters.course_cache import CourseCache
+
 KEY_PREFIX = "progress:user:"
 VERSION_FIELD = "_version"
 # An erased learner's tombstone version: above every real version, exact as a Lua number.
@@ -169,6 +171,8 @@ class ProgressCache:
         self._advance = redis.register_script(_ADVANCE)
         self._fill = redis.register_script(_FILL)
         self._erase = redis.register_script(_ERASE)
+        # The course views' answers, one generation per course (adapters/course_cache.py).
+        self.course_cache = CourseCache(redis, ttl_seconds)
 
     async def advance(self, user_versions: Mapping[str, int]) -> int:
         """Move each learner's hash to its committed version, in one atomic round trip.

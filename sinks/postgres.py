@@ -1,7 +1,9 @@
 """The snapshot writer: a batch of snapshots into PostgreSQL, in one transaction, idempotently.
 
-A batch mixes learner snapshots (``Snapshot``), catalog snapshots (``CatalogSnapshot``) and
-erasures (``Erasure``: delete every row of a learner).
+A batch mixes learner snapshots (``Snapshot``), catalog snapshots (``CatalogSnapshot``),
+course snapshots (``CourseSnapshot``: the course catalog, ``sinks/course_catalog.py``) and
+erasures (``Erasure``: delete every row of a learner). Every batch's course_progress rows
+are also kept by day (``sinks/history.py``).
 
 Contract: a row is written only if it is newer than the stored one (a higher ``version`` for
 per-learner rows, a later ``updated_at`` for catalog rows); an older or equal row is a no-op.
@@ -64,6 +66,7 @@ from psycopg import AsyncConnection, AsyncCursor, sql
 
 from adapters.schema import table_columns
 from progress.catalog import CatalogSnapshot, LearningPathRow
+from progress.course_catalog import CourseSnapshot
 from progress.models import (
     ALL_ROW_MODELS,
     Achievement,
@@ -74,9 +77,12 @@ from progress.models import (
     VersionedRow,
 )
 from progress.snapshots import Erasure, Snapshot, newest_row
+from sinks.course_catalog import write_courses
 from sinks.errors import InvalidSnapshot
+from sinks.history import ERASE as ERASE_HISTORY
+from sinks.history import daily_rows, write_history
 
-SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | Erasure
+SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | CourseSnapshot | Erasure
 CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
 
 
@@ -412,8 +418,44 @@ def after_erasures(messages: Sequence[SinkMessage]) -> tuple[list[Snapshot], lis
     return kept, sorted(last_erasure)
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a batch wrote: the highest version per learner (what the cache must advance
+    to), and the courses whose rows it may have changed (whose course views are stale)."""
+
+    versions: dict[str, int]
+    courses: frozenset[str]
+
+
+def touched_courses(snapshots: Iterable[Snapshot | CourseSnapshot]) -> set[str]:
+    """The courses any row of the snapshots belongs to."""
+    courses: set[str] = set()
+    for snapshot in snapshots:
+        if isinstance(snapshot, CourseSnapshot):
+            courses.add(snapshot.course.id)
+            continue
+        for group in (
+            snapshot.course_progress,
+            snapshot.module_progress,
+            snapshot.lesson_progress,
+            snapshot.quiz_attempts,
+            snapshot.assignment_submissions,
+        ):
+            courses.update(row.course_id for row in group)
+    return courses
+
+
+_ERASED_COURSES = sql.SQL("select distinct course_id from course_progress where user_id = any(%s)")
+
+
 async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]) -> dict[str, int]:
-    """Write the messages' rows in one transaction; return the highest version per user_id.
+    """``write_batch``, for callers that need only the learner versions."""
+    return (await write_batch(conn, messages)).versions
+
+
+async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) -> Written:
+    """Write the messages' rows in one transaction; return the highest version per user_id
+    and the courses touched.
 
     The batch's erasures first delete every row of their learners, then the snapshots that
     follow each learner's last erasure are written (``after_erasures``): an erased learner
@@ -425,9 +467,15 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
     learners, erased = after_erasures(messages)
     grouped = coalesce(learners)
     catalogs = [message for message in messages if isinstance(message, CatalogSnapshot)]
-    if not grouped and not catalogs and not erased:
-        return {}
+    courses = [message for message in messages if isinstance(message, CourseSnapshot)]
+    if not grouped and not catalogs and not courses and not erased:
+        return Written({}, frozenset())
+    touched = touched_courses([*learners, *courses])
     async with conn.transaction(), conn.cursor() as cursor:
+        if erased:
+            # The erased learners' courses lose them: their course views are stale too.
+            await cursor.execute(_ERASED_COURSES, (erased,))
+            touched.update(row[0] for row in await cursor.fetchall())
         staged = await _stage(cursor, grouped)
         # The statements after the COPYs go in one pipeline: a round trip for all of them
         # rather than one each, which on a busy machine is a wakeup of each process per
@@ -438,17 +486,21 @@ async def write_snapshots(conn: AsyncConnection, messages: Sequence[SinkMessage]
             if erased:
                 for learner_model in LEARNER_MODELS:
                     await cursor.execute(_ERASE[learner_model], (erased,))
+                await cursor.execute(ERASE_HISTORY, (erased,))
             # A fixed table order and sorted ids: two sinks overlapping during a rebalance
             # lock rows in the same order and cannot deadlock each other.
             for model in staged:
                 await cursor.execute(_STAGED[model].merge)
             if CourseProgress in grouped:
                 await cursor.execute(_RETIRE_MODULES, (_parent_ids(grouped, CourseProgress),))
+                await write_history(cursor, daily_rows(learners))
             if UserProgress in grouped:
                 for retract in _RETRACT_LEARNER_WIDE:
                     await cursor.execute(retract, (_parent_ids(grouped, UserProgress),))
             await _write_catalogs(cursor, catalogs)
-    return learner_versions(grouped)
+        # After the pipeline: each course's writes depend on whether its structure won.
+        await write_courses(cursor, courses)
+    return Written(learner_versions(grouped), frozenset(touched))
 
 
 async def _stage(

@@ -4,7 +4,8 @@ The order for each batch is the contract (at-least-once, made exact by idempoten
 
 1. decode the records: learner snapshots (``Snapshot``, keyed by user_id), erasures
    (``Erasure``, ``"kind": "erasure"``, keyed by user_id) and catalog snapshots
-   (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``), keeping each
+   (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``) and course
+   snapshots (``CourseSnapshot``, ``"kind": "course"``, keyed ``course/<id>``), keeping each
    partition's records in offset order; one that does not decode is dead-lettered
    (``undecodable``: reading it again cannot fix it);
 2. write the batch to PostgreSQL in one transaction: the erased learners' rows deleted, then
@@ -18,7 +19,8 @@ The order for each batch is the contract (at-least-once, made exact by idempoten
    replica), retrying for as long as Kafka does not take them;
 4. replace the Redis hash of every erased learner with a tombstone that refuses fills, then
    advance the cache of every other learner the batch touched, and start a new catalog
-   generation if the batch had catalog rows, retrying the same way, so no reader is served
+   generation if the batch had catalog rows, and a new generation of every course the batch
+   touched (the course views' answers), retrying the same way, so no reader is served
    an answer older than what PostgreSQL holds, nor an erased one;
 5. only then commit the batch's offsets.
 
@@ -64,10 +66,11 @@ from adapters.schema import apply_migrations
 from adapters.settings import Settings
 from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
 from progress.catalog import CatalogSnapshot
+from progress.course_catalog import CourseSnapshot
 from progress.events import DeadLetter
 from progress.snapshots import Erasure, Snapshot
 from sinks.errors import InvalidSnapshot
-from sinks.postgres import SinkMessage, after_erasures, catalog_row, write_snapshots
+from sinks.postgres import SinkMessage, after_erasures, catalog_row, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +121,23 @@ def _message_kind(data: Any) -> str:
         return str(data.get("kind", "learner"))
     if isinstance(data, CatalogSnapshot):
         return "catalog"
+    if isinstance(data, CourseSnapshot):
+        return "course"
     return "erasure" if isinstance(data, Erasure) else "learner"
 
 
-_MESSAGE: TypeAdapter[Snapshot | CatalogSnapshot | Erasure] = TypeAdapter(
+_MESSAGE: TypeAdapter[SinkMessage] = TypeAdapter(
     Annotated[
         Annotated[Snapshot, Tag("learner")]
         | Annotated[CatalogSnapshot, Tag("catalog")]
+        | Annotated[CourseSnapshot, Tag("course")]
         | Annotated[Erasure, Tag("erasure")],
         Discriminator(
             _message_kind,
             custom_error_type="unknown_snapshot_kind",
             custom_error_message=(
-                "unknown snapshot kind: expected a learner or catalog snapshot or an erasure"
+                "unknown snapshot kind: expected a learner, catalog or course snapshot"
+                " or an erasure"
             ),
         ),
     ]
@@ -309,6 +316,10 @@ class _Sink:
         # The next offset of each partition, as last committed by this sink.
         self._committed: dict[tuple[str, int], int] = {}
 
+        # The courses the batch being written touched (every write attempt adds to it:
+        # one too many only costs a course's cached answers).
+        self._courses: set[str] = set()
+
     def readiness(self) -> Readiness:
         """Ready once the consumer group was joined and no rebalance is under way."""
         return Readiness(
@@ -384,9 +395,10 @@ class _Sink:
             )
         catalogs = any(isinstance(message, CatalogSnapshot) for message in written)
         erased = sorted({message.user_id for message in written if isinstance(message, Erasure)})
+        courses, self._courses = sorted(self._courses), set()
         advanced = await self._retry(
             "advance the cache",
-            lambda: self._advance(versions, erased, catalogs),
+            lambda: self._advance(versions, erased, catalogs, courses),
             REDIS_TRANSIENT,
         )
         await self._commit(offsets)
@@ -507,9 +519,13 @@ class _Sink:
 
     async def _write(self, messages: list[SinkMessage]) -> dict[str, int]:
         async with self._pool.connection() as conn:
-            return await write_snapshots(conn, messages)
+            written = await write_batch(conn, messages)
+        self._courses.update(written.courses)
+        return written.versions
 
-    async def _advance(self, versions: dict[str, int], erased: list[str], catalogs: bool) -> int:
+    async def _advance(
+        self, versions: dict[str, int], erased: list[str], catalogs: bool, courses: list[str]
+    ) -> int:
         # Tombstones first. An erased learner that came back in the batch is not advanced:
         # its tombstone would refuse the version anyway, and the API reads PostgreSQL for it
         # until the tombstone expires (adapters/cache.py).
@@ -520,6 +536,8 @@ class _Sink:
         advanced = await self._cache.advance(versions)
         if catalogs:
             await self._cache.new_catalog_generation()
+        # One generation bump per course per batch: the course views' cached answers go.
+        await self._cache.course_cache.bump(courses)
         return advanced
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

@@ -44,7 +44,7 @@ from progress.models import (
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
 from sinks import runner
-from sinks.postgres import write_snapshots
+from sinks.postgres import Written, write_batch, write_snapshots
 from tests.support.stack import (
     WAIT_S,
     Http,
@@ -587,9 +587,9 @@ async def test_offsets_are_committed_only_after_postgres_and_then_redis_succeed(
     user, later_user = new_id("u"), new_id("u")
     written_users: list[str] = []
     postgres, redis_ = Outage(), Outage()  # both down for this learner's batches
-    real_write, real_advance = write_snapshots, ProgressCache.advance
+    real_write, real_advance = write_batch, ProgressCache.advance
 
-    async def flaky_write(conn: AsyncConnection, snapshots: list[Snapshot]) -> dict[str, int]:
+    async def flaky_write(conn: AsyncConnection, snapshots: list[Snapshot]) -> Written:
         if postgres.down and any(s.user_id == user for s in snapshots):
             postgres.fail(psycopg.OperationalError("injected: PostgreSQL is unavailable"))
         written_users.extend(s.user_id for s in snapshots)
@@ -600,7 +600,7 @@ async def test_offsets_are_committed_only_after_postgres_and_then_redis_succeed(
             redis_.fail(redis.exceptions.ConnectionError("injected: Redis is unavailable"))
         return await real_advance(self, versions)
 
-    monkeypatch.setattr(runner, "write_snapshots", flaky_write)
+    monkeypatch.setattr(runner, "write_batch", flaky_write)
     monkeypatch.setattr(ProgressCache, "advance", flaky_advance)
 
     first = SinkTask(settings)
