@@ -8,7 +8,8 @@ bearer sees:
   catalogs;
 - ``role: staff`` or ``role: service``, with ``scope`` (space-separated, as OAuth2 writes it):
   ``progress:read`` any learner's progress, ``catalog:write`` publishing catalogs,
-  ``learners:erase`` erasure requests. Catalog listings need only a valid token.
+  ``learners:erase`` erasure requests, ``courses:read`` the course views (a course's
+  roster and statistics). Catalog listings need only a valid token.
 
 ``API_AUTH=off`` turns all of this off for local development (docs/api.md): every request is
 then treated as a staff token with every scope.
@@ -24,8 +25,10 @@ import jwt
 
 from api.errors import ApiError
 
-Scope = Literal["progress:read", "catalog:write", "learners:erase"]
-ALL_SCOPES: frozenset[str] = frozenset({"progress:read", "catalog:write", "learners:erase"})
+Scope = Literal["progress:read", "catalog:write", "learners:erase", "courses:read"]
+ALL_SCOPES: frozenset[str] = frozenset(
+    {"progress:read", "catalog:write", "learners:erase", "courses:read"}
+)
 LEEWAY_SECONDS = 30
 
 
@@ -87,6 +90,8 @@ def authorize(principal: Principal, path: str, user_id: str | None) -> None:
         principal.require("learners:erase")
     elif path.startswith("/admin/"):
         raise Forbidden("no token may use this admin route")
+    elif path.startswith("/courses/"):
+        principal.require("courses:read")
     elif user_id is not None:
         principal.require_learner(user_id)
     # Everything else (the catalog listings) needs only a valid token.

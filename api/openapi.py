@@ -77,7 +77,7 @@ def _path_parameters(route: Route) -> list[dict[str, Any]]:
 
 def _error_statuses(route: Route) -> list[int]:
     statuses = []
-    if route.shape in ("learner", "listing"):
+    if route.shape in ("learner", "course", "listing"):
         statuses.append(304)
     if route.query or route.body is not None or "{" in route.path:
         statuses.append(400)
@@ -165,7 +165,7 @@ def _operation(route: Route, by_key: dict[str, Any], examples: Mapping[str, str]
         }
         for param in route.query
     ]
-    if route.shape in ("learner", "listing"):
+    if route.shape in ("learner", "course", "listing"):
         parameters.append(
             {
                 "name": "If-None-Match",
@@ -233,13 +233,13 @@ def _responses(route: Route, by_key: dict[str, Any]) -> dict[str, Any]:
 
 def _conditional_headers(route: Route) -> list[str]:
     names = ["ETag", "Cache-Control"]
-    if route.shape == "learner":
+    if route.shape in ("learner", "course"):
         names.append("X-Cache")
     return names
 
 
 def _success_headers(route: Route) -> dict[str, Any]:
-    if route.shape not in ("learner", "listing"):
+    if route.shape not in ("learner", "course", "listing"):
         return {}
     names = _conditional_headers(route)
     if route.shape == "listing" or _is_list(route):

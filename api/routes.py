@@ -35,8 +35,9 @@ from progress.models import LessonProgress, UserProgress
 # the scope named.
 Access = Literal["public", "token", "learner"] | Scope
 # What the answer is: a model's JSON, a read of a learner's rows (with ETag, X-Cache and,
-# for a list envelope, Link), a catalog listing (ETag, Link), or a document (not JSON rows).
-Shape = Literal["json", "learner", "listing", "document"]
+# for a list envelope, Link), a read of a course's rows (the same headers), a catalog
+# listing (ETag, Link), or a document (not JSON rows).
+Shape = Literal["json", "learner", "course", "listing", "document"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,16 @@ _PAGE = (_LIMIT, _OFFSET)
 _STATUS = Param("status", views.STATUS, "only courses in this status")
 _COURSE = Param("course_id", views.ID, "only this course's")
 _QUIZ = Param("quiz_id", views.ID, "only this quiz's")
+_ROSTER_STATUS = Param("status", views.STATUS, "only learners in this status")
+_IDLE = Param("idle_days", course_views.IDLE_DAYS, "only learners idle at least this many days")
+_SORT = Param(
+    "sort", course_views.SORT, f"order: {', '.join(course_views.SORTS)} (default user_id)"
+)
+_IDLE_STATS = Param(
+    "idle_days",
+    course_views.IDLE_DAYS,
+    f"idle means no activity for this many days (default {course_views.DEFAULT_STATS_IDLE_DAYS})",
+)
 
 # Other kinds are not routes (404); DELETE of a course is not allowed (405).
 _KIND = "{kind:" + "|".join(CATALOG_KINDS) + "}"
@@ -146,6 +157,17 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/catalog/learning-paths", views.learning_path_catalog, "Learning paths, by id",
         queries.LearningPathCatalog, "token", "listing", query=_PAGE,
+    ),
+    # Course staff: a staff or service token with courses:read.
+    Route(
+        "GET", "/courses/{course_id}/learners", course_views.course_learners,
+        "A course's learners: filtered, sorted, paged", course_queries.CourseLearners,
+        "courses:read", "course", query=(_ROSTER_STATUS, _IDLE, _SORT, *_PAGE),
+    ),
+    Route(
+        "GET", "/courses/{course_id}/stats", course_views.course_stats,
+        "A course's counts, module and item funnel, quizzes and idle learners",
+        course_queries.CourseStats, "courses:read", "course", query=(_IDLE_STATS,),
     ),
     # Admin: a staff or service token with the scope.
     Route(

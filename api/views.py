@@ -55,7 +55,7 @@ STATUS: TypeAdapter[ProgressStatus] = TypeAdapter(ProgressStatus)
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def _digits_only(value: object) -> object:
+def digits_only(value: object) -> object:
     # pydantic reads "1.0", " 5" and "5_0" as integers, and str.isdigit takes other scripts'
     # digits: a count in a URL is plain ASCII digits, nothing else.
     if isinstance(value, str) and not _DIGITS.fullmatch(value):
@@ -65,11 +65,11 @@ def _digits_only(value: object) -> object:
 
 # The bounds before the validator: so the JSON schema (api.openapi) states them.
 LIMIT: TypeAdapter[int] = TypeAdapter(
-    Annotated[int, Field(ge=1, le=500), BeforeValidator(_digits_only)]
+    Annotated[int, Field(ge=1, le=500), BeforeValidator(digits_only)]
 )
 # Bounded so that PostgreSQL never sees an offset it cannot represent.
 OFFSET: TypeAdapter[int] = TypeAdapter(
-    Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_digits_only)]
+    Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(digits_only)]
 )
 _EVENT_TIME: TypeAdapter[datetime] = TypeAdapter(EventTime)
 DEFAULT_LIMIT = 100
@@ -86,7 +86,7 @@ def _reason(exc: ValidationError) -> str:
     return str(exc.errors()[0]["msg"])
 
 
-def _path_id(request: web.Request, name: str) -> str:
+def path_id(request: web.Request, name: str) -> str:
     value = request.match_info[name]
     try:
         return ID.validate_python(value)
@@ -96,7 +96,7 @@ def _path_id(request: web.Request, name: str) -> str:
         ) from None
 
 
-def _query_param(request: web.Request, name: str, adapter: TypeAdapter[V], default: D) -> V | D:
+def query_param(request: web.Request, name: str, adapter: TypeAdapter[V], default: D) -> V | D:
     raw = request.query.get(name, "")
     # An empty value (as forms send it) means "not given".
     if raw == "":
@@ -112,7 +112,7 @@ def _query_param(request: web.Request, name: str, adapter: TypeAdapter[V], defau
 # ------------------------------------------------------------------ read path
 
 
-def _answer(
+def read_answer(
     request: web.Request,
     body: bytes,
     etag: str,
@@ -160,7 +160,7 @@ async def _read_through(
     if cached is not None:
         version, body = cached
         page = page_of(body) if listing else None
-        return _answer(request, body, learner_etag(version, body), page=page, cache="hit")
+        return read_answer(request, body, learner_etag(version, body), page=page, cache="hit")
 
     async with request.app[PG_POOL].connection() as conn:
         result = await read(conn)
@@ -174,13 +174,13 @@ async def _read_through(
             log.warning("cache fill failed, answer not cached: %r", exc)
     value = result.value
     page = PageInfo(value.total, value.limit, value.offset) if isinstance(value, Page) else None
-    return _answer(request, body, learner_etag(result.version, body), page=page, cache="miss")
+    return read_answer(request, body, learner_etag(result.version, body), page=page, cache="miss")
 
 
 def _page_params(request: web.Request) -> tuple[int, int]:
     """``limit`` and ``offset`` of a list request, validated."""
-    limit = _query_param(request, "limit", LIMIT, DEFAULT_LIMIT)
-    offset = _query_param(request, "offset", OFFSET, 0)
+    limit = query_param(request, "limit", LIMIT, DEFAULT_LIMIT)
+    offset = query_param(request, "offset", OFFSET, 0)
     return limit, offset
 
 
@@ -188,7 +188,7 @@ def _page_params(request: web.Request) -> tuple[int, int]:
 
 
 async def user_progress(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     return await _read_through(
         request,
         user_id,
@@ -199,8 +199,8 @@ async def user_progress(request: web.Request) -> web.Response:
 
 
 async def courses(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
-    status = _query_param(request, "status", STATUS, None)
+    user_id = path_id(request, "user_id")
+    status = query_param(request, "status", STATUS, None)
     limit, offset = _page_params(request)
     return await _read_through(
         request,
@@ -213,8 +213,8 @@ async def courses(request: web.Request) -> web.Response:
 
 
 async def course(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
-    course_id = _path_id(request, "course_id")
+    user_id = path_id(request, "user_id")
+    course_id = path_id(request, "course_id")
     return await _read_through(
         request,
         user_id,
@@ -225,9 +225,9 @@ async def course(request: web.Request) -> web.Response:
 
 
 async def module(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
-    course_id = _path_id(request, "course_id")
-    module_id = _path_id(request, "module_id")
+    user_id = path_id(request, "user_id")
+    course_id = path_id(request, "course_id")
+    module_id = path_id(request, "module_id")
     return await _read_through(
         request,
         user_id,
@@ -238,9 +238,9 @@ async def module(request: web.Request) -> web.Response:
 
 
 async def lesson(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
-    course_id = _path_id(request, "course_id")
-    lesson_id = _path_id(request, "lesson_id")
+    user_id = path_id(request, "user_id")
+    course_id = path_id(request, "course_id")
+    lesson_id = path_id(request, "lesson_id")
     return await _read_through(
         request,
         user_id,
@@ -255,9 +255,9 @@ def _no_progress(user_id: str) -> str:
 
 
 async def quiz_attempts(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
-    course_id = _query_param(request, "course_id", ID, None)
-    quiz_id = _query_param(request, "quiz_id", ID, None)
+    user_id = path_id(request, "user_id")
+    course_id = query_param(request, "course_id", ID, None)
+    quiz_id = query_param(request, "quiz_id", ID, None)
     limit, offset = _page_params(request)
     return await _read_through(
         request,
@@ -270,8 +270,8 @@ async def quiz_attempts(request: web.Request) -> web.Response:
 
 
 async def assignments(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
-    course_id = _query_param(request, "course_id", ID, None)
+    user_id = path_id(request, "user_id")
+    course_id = query_param(request, "course_id", ID, None)
     limit, offset = _page_params(request)
     return await _read_through(
         request,
@@ -284,7 +284,7 @@ async def assignments(request: web.Request) -> web.Response:
 
 
 async def learning_paths(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     limit, offset = _page_params(request)
     return await _read_through(
         request,
@@ -297,7 +297,7 @@ async def learning_paths(request: web.Request) -> web.Response:
 
 
 async def competencies(request: web.Request) -> web.Response:
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     limit, offset = _page_params(request)
     return await _read_through(
         request,
@@ -312,7 +312,7 @@ async def competencies(request: web.Request) -> web.Response:
 async def achievements(request: web.Request) -> web.Response:
     """Earned achievements with the catalog's name and points: cached under the catalog
     generation too, so a changed achievement is not answered from an older cached join."""
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     limit, offset = _page_params(request)
     field: str | None = None
     try:
@@ -341,7 +341,7 @@ async def _listing(
         listing = await read(conn, limit, offset)
     body = listing.model_dump_json().encode()
     page = PageInfo(listing.total, listing.limit, listing.offset)
-    return _answer(request, body, catalog_etag(body), page=page)
+    return read_answer(request, body, catalog_etag(body), page=page)
 
 
 async def competency_catalog(request: web.Request) -> web.Response:
@@ -409,7 +409,7 @@ async def _publish(request: web.Request, kind: CatalogKind, entry: CatalogEntryT
 async def put_catalog_entry(request: web.Request) -> web.Response:
     """Publish the body as the entry ``entry_id`` of ``kind``; 202 once Kafka has it."""
     kind: CatalogKind = request.match_info["kind"]
-    entry_id = _path_id(request, "entry_id")
+    entry_id = path_id(request, "entry_id")
     body = await _json_body(request, required=True)
     try:
         entry = validate_entry(kind, body, entry_id=entry_id)
@@ -421,7 +421,7 @@ async def put_catalog_entry(request: web.Request) -> web.Response:
 async def delete_catalog_entry(request: web.Request) -> web.Response:
     """Publish a tombstone for ``entry_id``, as of the body's ``updated_at`` or now."""
     kind: CatalogKind = request.match_info["kind"]
-    entry_id = _path_id(request, "entry_id")
+    entry_id = path_id(request, "entry_id")
     body = await _json_body(request, required=False)
     updated_at = None
     if body.get("updated_at") is not None:
@@ -437,7 +437,7 @@ async def delete_catalog_entry(request: web.Request) -> web.Response:
 
 async def erase_learner(request: web.Request) -> web.Response:
     """Request the erasure of every record of a learner (202 once Kafka has the request)."""
-    user_id = _path_id(request, "user_id")
+    user_id = path_id(request, "user_id")
     body = await _json_body(request, required=False)
     request_id = body.get("request_id")
     if request_id is not None and (
