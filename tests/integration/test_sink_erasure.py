@@ -24,7 +24,14 @@ from adapters.cache import ERASED_VERSION, VERSION_FIELD, ProgressCache, user_ke
 from adapters.settings import Settings
 from progress.snapshots import Erasure, Snapshot
 from sinks import runner
-from sinks.postgres import LEARNER_MODELS, SinkMessage, after_erasures, write_snapshots
+from sinks.postgres import (
+    LEARNER_MODELS,
+    SinkMessage,
+    Written,
+    after_erasures,
+    write_batch,
+    write_snapshots,
+)
 from tests.integration.test_sink_api import PER_USER_TABLES, Outage, at, learner_snapshot
 from tests.support.stack import (
     Http,
@@ -296,9 +303,9 @@ async def test_a_batch_read_again_after_a_stop_ends_in_the_same_state(
     users_messages = of(user, messages)
     batches: list[list[SinkMessage]] = []
     redis_ = Outage()
-    real_write, real_erase = write_snapshots, ProgressCache.erase
+    real_write, real_erase = write_batch, ProgressCache.erase
 
-    async def recorded_write(conn: AsyncConnection, batch: list[SinkMessage]) -> dict[str, int]:
+    async def recorded_write(conn: AsyncConnection, batch: list[SinkMessage]) -> Written:
         batches.append(list(batch))
         return await real_write(conn, batch)
 
@@ -307,7 +314,7 @@ async def test_a_batch_read_again_after_a_stop_ends_in_the_same_state(
             redis_.fail(redis.exceptions.ConnectionError("injected: Redis is unavailable"))
         return await real_erase(self, user_ids)
 
-    monkeypatch.setattr(runner, "write_snapshots", recorded_write)
+    monkeypatch.setattr(runner, "write_batch", recorded_write)
     monkeypatch.setattr(ProgressCache, "erase", flaky_erase)
 
     records = await send(producer, settings, messages)  # all there before the sink reads
