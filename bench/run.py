@@ -31,6 +31,7 @@ from bench import (
     api_load,
     ceiling,
     core,
+    course_views,
     faust_floor,
     freshness,
     naive_peer,
@@ -110,6 +111,12 @@ async def _api_load(ctx: Context) -> dict[str, Any]:
     return await api_load.measure()
 
 
+async def _course_views(ctx: Context) -> dict[str, Any]:
+    if ctx.args.quick:  # as ``python -m bench.course_views --quick``
+        return await course_views.measure(learners=1000, seconds=5.0)
+    return await course_views.measure()
+
+
 async def _state_recovery(ctx: Context) -> dict[str, Any]:
     if ctx.args.quick:  # as ``python -m bench.state_recovery --quick``
         return await state_recovery.measure(keys=100_000, built=1000)
@@ -127,6 +134,7 @@ SECTIONS: list[tuple[str, Measure]] = [
     ("freshness", _freshness),
     ("sink_rows", _sink_rows),
     ("api_load", _api_load),
+    ("course_views", _course_views),
     ("state_recovery", _state_recovery),
 ]
 
