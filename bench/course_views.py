@@ -70,7 +70,11 @@ def cached_paths(courses: list[str]) -> dict[str, list[str]]:
 
 def uncached_paths(courses: list[str], count: int) -> dict[str, list[str]]:
     """Paths no run asked before: stats with their own idle_days, rosters their own offset."""
-    stats = [f"/courses/{courses[i % len(courses)]}/stats?idle_days={i}" for i in range(count)]
+    # idle_days stays within its bound (36,500): each course's paths count it up from 0.
+    stats = [
+        f"/courses/{courses[i % len(courses)]}/stats?idle_days={i // len(courses)}"
+        for i in range(count)
+    ]
     learners = [
         f"/courses/{courses[i % len(courses)]}/learners?sort={SORTS[i % len(SORTS)]}"
         f"&limit=100&offset={i // len(courses)}"
@@ -110,7 +114,10 @@ async def measure(
     wrk_binary()
     per_learner = learner_snapshots(learners, courses=courses, seed=seed)
     snapshots = interleaved(per_learner)
-    enrolled = Counter(row.course_id for s in snapshots for row in s.course_progress)
+    enrolled = Counter(
+        {(row.user_id, row.course_id) for s in snapshots for row in s.course_progress}
+    )
+    enrolled = Counter(course for _, course in enrolled)
     course_ids = [course_shape(index).course_id for index in range(courses)]
     catalog = [
         CourseSnapshot.of(
