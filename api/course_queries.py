@@ -23,6 +23,7 @@ from typing import Any, Literal, LiteralString
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
+from api.queries import Page
 from progress.course_catalog import ItemKind
 from progress.models import ProgressStatus
 from progress.schema import OutputModel

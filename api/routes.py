@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from pydantic import TypeAdapter
 
 from adapters.publishing import CATALOG_KINDS, DELETABLE_KINDS
-from api import docs, queries, views
+from api import course_queries, course_views, docs, queries, views
 from api.auth import Scope
 from api.bodies import (
     CatalogEntryBody,
