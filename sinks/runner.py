@@ -22,9 +22,12 @@ The order for each batch is the contract (at-least-once, made exact by idempoten
    generation if the batch had catalog rows, and a new generation of every course the batch
    touched (the course views' answers), retrying the same way, so no reader is served
    an answer older than what PostgreSQL holds, nor an erased one;
-5. only then commit the batch's offsets.
+5. publish a live notice per learner and course the batch changed (``adapters.live``), so
+   the API's event streams tell their pages to read again, now that the reads answer the
+   new data; retrying the same way;
+6. only then commit the batch's offsets.
 
-A stop or crash anywhere before 5 means the batch is read again, which is harmless: an equal
+A stop or crash anywhere before 6 means the batch is read again, which is harmless: an equal
 or older version is a no-op in PostgreSQL and in Redis, and an erasure read again deletes the
 same rows again before its learner's later snapshots are written again; a dead letter may be
 delivered twice (its source topic, partition and offset identify it). Any other error (a bug,
@@ -57,9 +60,11 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+from redis.asyncio import Redis
 
-from adapters.cache import ProgressCache, redis_client
+from adapters.cache import ERASED_VERSION, ProgressCache, redis_client
 from adapters.kafka_clients import kafka_client_options
+from adapters.live import publish_changes
 from adapters.metrics import CommitClock, LagGauge, SinkMetrics, consumer_lag, new_registry
 from adapters.probes import ProbeServer, Readiness
 from adapters.schema import apply_migrations
@@ -256,7 +261,15 @@ async def run_sink(settings: Settings, *, stop: asyncio.Event | None = None) -> 
     registry = new_registry()
     clock = CommitClock()
     sink = _Sink(
-        settings, pool, cache, consumer, dead_letters, stop, SinkMetrics(registry, clock), clock
+        settings,
+        pool,
+        cache,
+        redis,
+        consumer,
+        dead_letters,
+        stop,
+        SinkMetrics(registry, clock),
+        clock,
     )
     registry.register(LagGauge("progress_sink_consumer_lag", sink.lag))
     probes = ProbeServer(
@@ -297,6 +310,7 @@ class _Sink:
         settings: Settings,
         pool: AsyncConnectionPool,
         cache: ProgressCache,
+        redis: Redis,
         consumer: AIOKafkaConsumer,
         dead_letters: AIOKafkaProducer,
         stop: asyncio.Event,
@@ -306,6 +320,7 @@ class _Sink:
         self._settings = settings
         self._pool = pool
         self._cache = cache
+        self._redis = redis
         self._consumer = consumer
         self._dead_letters = dead_letters
         self._stop = stop
@@ -399,6 +414,14 @@ class _Sink:
         advanced = await self._retry(
             "advance the cache",
             lambda: self._advance(versions, erased, catalogs, courses),
+            REDIS_TRANSIENT,
+        )
+        # Notices of erased learners carry the tombstone's version: their pages read again
+        # and find nothing.
+        changed = {**versions, **dict.fromkeys(erased, ERASED_VERSION)}
+        await self._retry(
+            "publish live notices",
+            lambda: publish_changes(self._redis, changed, courses),
             REDIS_TRANSIENT,
         )
         await self._commit(offsets)
