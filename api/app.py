@@ -37,6 +37,7 @@ from api.auth import PUBLIC_PATHS, Authenticator, NoAuth, TokenVerifier, authori
 from api.cors import CorsPolicy, cors_middleware
 from api.errors import ApiError
 from api.keys import AUTH, CACHE, METRICS, OPENAPI, PG_POOL, PUBLISHER, REDIS, SETTINGS
+from api.live import setup_live
 from api.routes import setup_routes
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_postgres)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_publisher)
+    setup_live(app)
     setup_routes(app)
     return app
 
@@ -287,7 +289,7 @@ def _authenticator(settings: Settings) -> Authenticator:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every route but health and readiness needs a token allowed to ask for it: else
+    """Every route but the public ones (``PUBLIC_PATHS``) needs a token allowed to ask for it: else
     ``Unauthorized`` (401) or ``Forbidden`` (403), answered by ``error_middleware``."""
     if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
         return await handler(request)

@@ -23,6 +23,7 @@ from typing import Literal
 
 import jwt
 
+from api import dashboard
 from api.errors import ApiError
 
 Scope = Literal["progress:read", "catalog:write", "learners:erase", "courses:read"]
@@ -79,7 +80,10 @@ class Principal:
 
 UNRESTRICTED = Principal(subject="local-development", role="staff", scopes=ALL_SCOPES)
 # Probes, Prometheus and the API contract need no token (docs/operations.md#metrics).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+# The dashboard's page and assets hold no data: the page asks for a token itself.
+PUBLIC_PATHS = (
+    frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}) | dashboard.PATHS
+)
 
 
 def authorize(principal: Principal, path: str, user_id: str | None) -> None:

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from pydantic import TypeAdapter
 
 from adapters.publishing import CATALOG_KINDS, DELETABLE_KINDS
-from api import course_queries, course_views, docs, queries, views
+from api import course_queries, course_views, dashboard, docs, live, queries, views
 from api.auth import Scope
 from api.bodies import (
     CatalogEntryBody,
@@ -70,6 +70,8 @@ _PAGE = (_LIMIT, _OFFSET)
 _STATUS = Param("status", views.STATUS, "only courses in this status")
 _COURSE = Param("course_id", views.ID, "only this course's")
 _QUIZ = Param("quiz_id", views.ID, "only this quiz's")
+_LIVE_USER = Param("user_id", views.ID, "follow this learner (exactly one of user_id, course_id)")
+_LIVE_COURSE = Param("course_id", views.ID, "follow this course (needs courses:read)")
 _ROSTER_STATUS = Param("status", views.STATUS, "only learners in this status")
 _IDLE = Param("idle_days", course_views.IDLE_DAYS, "only learners idle at least this many days")
 _SORT = Param(
@@ -157,6 +159,25 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/catalog/learning-paths", views.learning_path_catalog, "Learning paths, by id",
         queries.LearningPathCatalog, "token", "listing", query=_PAGE,
+    ),
+    # The dashboard (api/static/: no data, no token) and its live notices (server-sent
+    # events; the stream checks the token against its user_id or course_id itself).
+    Route(
+        "GET", dashboard.PAGE_PATH, dashboard.page, "The dashboard page", "text/html", "public",
+        "document",
+    ),
+    Route(
+        "GET", dashboard.SCRIPT_PATH, dashboard.script, "The dashboard's script",
+        "text/javascript", "public", "document",
+    ),
+    Route(
+        "GET", dashboard.STYLE_PATH, dashboard.style, "The dashboard's style", "text/css",
+        "public", "document",
+    ),
+    Route(
+        "GET", "/events", live.events,
+        "A learner's or a course's change notices, as server-sent events",
+        "text/event-stream", "token", "document", query=(_LIVE_USER, _LIVE_COURSE),
     ),
     # Course staff: a staff or service token with courses:read.
     Route(
