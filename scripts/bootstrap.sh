@@ -21,3 +21,18 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# The browser tests (tests/e2e/test_dashboard.py) drive Debian's chromium, headless, through
+# its chromium-driver package: Selenium is given both paths and downloads nothing.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo -n); fi
+  if command -v apt-get >/dev/null 2>&1 && "${as_root[@]}" true 2>/dev/null; then
+    echo "bootstrap: installing chromium and chromium-driver (apt) for the browser tests" >&2
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q chromium chromium-driver >&2
+  else
+    echo "bootstrap: chromium and chromium-driver are missing and cannot be installed here" \
+      "(no apt-get, or no root): the browser tests will fail until they are" >&2
+  fi
+fi
