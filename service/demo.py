@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -340,9 +341,14 @@ async def _report(api: _Api, settings: Settings, user_id: str, counts: dict[str,
         f"{counts[t.quiz_completed]} QuizCompleted, {counts[t.achievement_earned]} "
         f"AchievementEarned, {counts[t.competency_acquired]} CompetencyAcquired"
     )
-    base = f"http://{settings.api_host}:{settings.api_port}/users/{user_id}"
+    root = f"http://{settings.api_host}:{settings.api_port}"
+    base = f"{root}/users/{user_id}"
+    # Ids may hold "+" (course keys), which a query string would read as a space.
+    dashboard = f"{root}/dashboard"
     print(
         "\nwhere to look:\n"
+        f"  the dashboard (live): {dashboard}?user_id={quote(user_id, safe='')}\n"
+        f"                        {dashboard}?course_id={quote(COURSE_ID, safe='')}\n"
         f"  {base}/progress\n"
         f"  {base}/courses/{COURSE_ID}\n"
         f"  {base}/quiz-attempts  {base}/assignments\n"
