@@ -155,9 +155,9 @@ async def test_the_dashboard_and_its_assets_need_no_token(http: Http) -> None:
             async with session.get(f"/dashboard/{asset}") as response:
                 assert response.status == 200
                 assert kind in response.content_type
-        # Nothing but the listed files: any other name is a route that needs a token.
+        # Nothing but the listed files: no route serves any other name.
         async with session.get("/dashboard/..%2Fapp.py") as response:
-            assert response.status == 401
+            assert response.status == 404
         async with session.get("/dashboard/app.py", headers=bearer("u-1")) as response:
             assert response.status == 404
 
