@@ -14,6 +14,7 @@ their inputs from tables and carry out the ``Outcome``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -452,3 +453,29 @@ def _snapshot(
         user_achievements=tuple(achievement_rows(state)),
         **{name: tuple(rows) for name, rows in parts.items()},  # type: ignore[arg-type]
     )
+
+
+# --------------------------------------------------------------------------- resnapshot
+
+
+def full_snapshots(
+    state: LearnerState, courses: Mapping[str, KnownCourse | None]
+) -> list[Snapshot]:
+    """Every row of the learner as ``state`` stands, at its version, for ``progress
+    resnapshot``: the rows the sink holds once it has written every snapshot the learner's
+    events made (their versions aside: each row here carries the learner's current one).
+
+    ``courses``: the structure of each course the state holds, as the learner's partition
+    knows it (missing or None: not known). One snapshot per course, each with the
+    learner-wide rows (``merge`` makes them one; ``merge_within`` several when one would be
+    too large), or one of the learner-wide rows alone for a learner with no course.
+    Bulky content (``Row.unchanged``) is not in the state: its fields are None, "unchanged",
+    so the sink keeps what it holds and writes them empty where it holds nothing.
+    """
+    no_catalog = Catalog()  # rows are built from the state alone; the catalog derives it
+    out: list[Snapshot] = []
+    for course_id, course in sorted(state.courses.items()):
+        known = courses.get(course_id)
+        figures = course_figures(course, known) if course.enrolled else None
+        out.append(_snapshot(state, no_catalog, (course_id, course, known), _ALL, figures))
+    return out or [_snapshot(state, no_catalog, None, _ALL, None)]
