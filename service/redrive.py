@@ -11,10 +11,10 @@ idempotent, so re-sending a message twice (or re-driving twice) changes nothing.
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from adapters.kafka_clients import kafka_client_options
@@ -23,6 +23,9 @@ from adapters.topics import input_topic
 from progress.decode import InvalidEvent, decode_event
 from progress.events import DeadLetter
 from progress.kinds import INPUT_KINDS, StreamKind
+from service.errors import Unreachable
+from service.kafka_read import TopicReader
+from service.progress_bar import ProgressBar
 
 
 @dataclass
@@ -42,41 +45,45 @@ class RedriveReport:
 async def redrive(
     settings: Settings, *, error_type: str | None = None, dry_run: bool = False
 ) -> RedriveReport:
-    """Re-send every dead letter (of ``error_type``, if given) that is valid now."""
+    """Re-send every dead letter (of ``error_type``, if given) that is valid now, read up to
+    the topic's end as it was when the read began. ``Unreachable`` if Kafka does not
+    answer, ``TopicMissing`` if the dead-letter topic does not exist."""
     # The broadcast is the worker's own: nothing there came from a producer.
     kinds = {
         input_topic(settings.topics, kind): kind.name for kind in INPUT_KINDS if not kind.internal
     }
     report = RedriveReport()
-    # No group: every partition, from the start, and nothing committed.
-    consumer = AIOKafkaConsumer(
-        settings.topics.dead_letter,
-        **kafka_client_options(settings),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    reader = TopicReader(settings)
+    await reader.start()
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
-    await consumer.start()
-    await producer.start()
     try:
-        records = await consumer.getmany(timeout_ms=1000)
-        partitions = list(consumer.assignment())
-        ends = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + 120
-        while True:
-            for batch in records.values():
-                for record in batch:
+        try:
+            await producer.start()
+        except (KafkaError, OSError) as exc:
+            raise Unreachable(
+                f"Kafka is not reachable at {settings.kafka_bootstrap}: {exc}"
+            ) from None
+        # Up to the end offsets as they are now: letters dead-lettered while this runs wait
+        # for the next redrive. (A fixed deadline used to end a long topic's read with a
+        # TimeoutError after 120 s, however fast it went.)
+        partitions = await reader.partitions(settings.topics.dead_letter)
+        ends = await reader.ends(partitions)
+        beginnings = await reader.beginnings(partitions)
+        bar = ProgressBar("redrive", sum(ends[tp] - beginnings[tp] for tp in partitions))
+        try:
+            for tp in partitions:
+                async for record in reader.read(tp, ends[tp]):
                     await _consider(record.value, kinds, error_type, dry_run, producer, report)
-            positions = {tp: await consumer.position(tp) for tp in partitions}
-            if all(positions[tp] >= ends[tp] for tp in partitions):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the dead-letter topic was not read to its end in 120 s")
-            records = await consumer.getmany(timeout_ms=500)
-        await producer.flush()
+                    bar.advance()
+        finally:
+            bar.close()
+        try:
+            await producer.flush()
+        except (KafkaError, OSError) as exc:
+            raise Unreachable(f"Kafka did not take the re-sent messages: {exc}") from None
     finally:
-        await consumer.stop()
         await producer.stop()
+        await reader.stop()
     return report
 
 
