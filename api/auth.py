@@ -8,8 +8,9 @@ bearer sees:
   catalogs;
 - ``role: staff`` or ``role: service``, with ``scope`` (space-separated, as OAuth2 writes it):
   ``progress:read`` any learner's progress, ``catalog:write`` publishing catalogs,
-  ``learners:erase`` erasure requests, ``courses:read`` the course views (a course's
-  roster and statistics). Catalog listings need only a valid token.
+  ``learners:erase`` erasure requests, ``learners:export`` a learner's whole data (access
+  requests), ``courses:read`` the course views (a course's roster and statistics).
+  Catalog listings need only a valid token.
 
 ``API_AUTH=off`` turns all of this off for local development (docs/api.md): every request is
 then treated as a staff token with every scope.
@@ -26,9 +27,11 @@ import jwt
 from api import dashboard
 from api.errors import ApiError
 
-Scope = Literal["progress:read", "catalog:write", "learners:erase", "courses:read"]
+Scope = Literal[
+    "progress:read", "catalog:write", "learners:erase", "learners:export", "courses:read"
+]
 ALL_SCOPES: frozenset[str] = frozenset(
-    {"progress:read", "catalog:write", "learners:erase", "courses:read"}
+    {"progress:read", "catalog:write", "learners:erase", "learners:export", "courses:read"}
 )
 LEEWAY_SECONDS = 30
 
@@ -90,6 +93,9 @@ def authorize(principal: Principal, path: str, user_id: str | None) -> None:
     """What a route needs, by its path: one policy for the whole API."""
     if path.startswith("/admin/catalog/"):
         principal.require("catalog:write")
+    elif path.startswith("/admin/learners/") and path.endswith("/export"):
+        # Reading everything of a learner is not erasing it: a scope of its own.
+        principal.require("learners:export")
     elif path.startswith("/admin/learners/"):
         principal.require("learners:erase")
     elif path.startswith("/admin/"):

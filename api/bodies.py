@@ -44,6 +44,13 @@ class ErasureAccepted(OutputModel):
     requested: dict[str, Any]
 
 
+class LearnerExport(OutputModel):
+    """Every row of a learner, by table name: each row as its table's columns."""
+
+    user_id: str
+    tables: dict[str, list[dict[str, Any]]]
+
+
 class _Body(BaseModel):
     # Bodies may carry fields the API does not read: they are ignored, as the handlers do.
     model_config = ConfigDict(extra="allow")

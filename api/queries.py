@@ -14,6 +14,7 @@ from typing import Any, Generic, LiteralString, TypeVar
 from psycopg import AsyncConnection, sql
 from psycopg.rows import class_row, dict_row
 
+from adapters.learner_export import learner_rows
 from adapters.schema import table_columns
 from progress.catalog import LearningPathRow
 from progress.models import (
@@ -523,3 +524,12 @@ async def learning_path_catalog(
 
 async def ping(conn: AsyncConnection) -> None:
     await conn.execute("select 1")
+
+
+async def learner_export(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
+    """Every row of the learner, grouped by table (``adapters.learner_export``), as the
+    export answers it; None for a learner no table holds."""
+    tables = await learner_rows(conn, user_id)
+    if tables is None:
+        return None
+    return {"user_id": user_id, "tables": tables}

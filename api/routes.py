@@ -24,6 +24,7 @@ from api.bodies import (
     ErasureAccepted,
     ErasureBody,
     Health,
+    LearnerExport,
     Published,
     Readiness,
     TombstoneBody,
@@ -205,6 +206,11 @@ ROUTES: tuple[Route, ...] = (
         "DELETE", "/admin/learners/{user_id}", views.erase_learner,
         "Request the erasure of every record of a learner", ErasureAccepted, "learners:erase",
         status=202, body=ErasureBody,
+    ),
+    Route(
+        "GET", "/admin/learners/{user_id}/export", views.export_learner,
+        "Every row PostgreSQL holds of a learner, by table (an access request)", LearnerExport,
+        "learners:export",
     ),
 )  # fmt: skip
 

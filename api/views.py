@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from psycopg import AsyncConnection
 from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic_core import to_json
 from redis.exceptions import RedisError
 
 from adapters.cache import Fields
@@ -430,6 +431,22 @@ async def delete_catalog_entry(request: web.Request) -> web.Response:
         except ValidationError as exc:
             raise ApiError.bad_request(f"updated_at is invalid: {_reason(exc)}") from None
     return await _publish(request, kind, tombstone(kind, entry_id, updated_at))
+
+
+async def export_learner(request: web.Request) -> web.Response:
+    """Every row PostgreSQL holds of a learner, grouped by table, for an access request
+    (scope ``learners:export``); 404 for a learner no table holds. Never cached: an export
+    answers for what is stored now."""
+    user_id = path_id(request, "user_id")
+    async with request.app[PG_POOL].connection() as conn:
+        export = await queries.learner_export(conn, user_id)
+    if export is None:
+        raise ApiError.not_found(f"no data of learner {user_id}")
+    return web.Response(
+        body=to_json(export),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 # ------------------------------------------------------------------ health
