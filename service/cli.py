@@ -11,6 +11,12 @@
                       request the erasure of every record of a learner
     progress redrive [--error-type T] [--dry-run]
                       re-send the dead letters that are valid now to their topics
+    progress resnapshot
+                      re-send every learner's rows and every catalog row, from the
+                      worker's tables, for the sink to rebuild PostgreSQL and Redis
+    progress export <user_id>
+                      print every row PostgreSQL holds of a learner, as JSON
+    progress --version
     progress token <subject> [--role R] [--scope S ...] [--hours H] [--private-key PEM]
                       mint a bearer token signed with API_JWT_KEY (HS256), or with a
                       private key for RS256/ES256
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -35,6 +42,10 @@ from adapters.logs import configure_logging, logging_config
 from adapters.publishing import CATALOG_KINDS, CatalogKind
 from adapters.settings import Settings
 from progress.errors import ProgressError
+from service.errors import ServiceError
+
+# The installed distribution whose version ``progress --version`` prints (pyproject.toml).
+_DISTRIBUTION = "lms-progress"
 
 
 def _logging(settings: Settings) -> None:
@@ -125,14 +136,16 @@ _HELP = {
 }
 
 
+# The long-running processes: their logs stay whole.
+_SERVICES = frozenset({"worker", "sink", "api", "demo"})
+
+
 class CommandError(ProgressError):
     """A command cannot do what it was asked; the message says why, for the terminal."""
 
 
 def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
     """Publish every entry of the file, or none: all are validated before any is sent."""
-    from aiokafka.errors import KafkaError
-
     from adapters.publishing import (
         CatalogPublisher,
         InvalidCatalogEntry,
@@ -160,12 +173,7 @@ def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
                 f"{path}: {where}{named} is invalid, nothing was published: {exc}"
             ) from None
 
-    try:
-        _topics(settings)
-    except (KafkaError, OSError) as exc:
-        raise CommandError(
-            f"Kafka is not reachable at {settings.kafka_bootstrap}: {exc!r}"
-        ) from None
+    _topics(settings)
 
     async def publish_all() -> None:
         publisher = CatalogPublisher(settings)
@@ -184,15 +192,9 @@ def _catalog(settings: Settings, kind: CatalogKind, path: Path) -> None:
 
 
 def _erase(settings: Settings, user_id: str) -> None:
-    from pydantic import TypeAdapter, ValidationError
-
     from adapters.publishing import CatalogPublisher, PublishError
-    from progress.schema import Id
 
-    try:
-        TypeAdapter(Id).validate_python(user_id)
-    except ValidationError:
-        raise CommandError(f"{user_id!r} is not a valid user id") from None
+    _valid_user_id(user_id)
 
     async def request() -> str:
         publisher = CatalogPublisher(settings)
@@ -215,6 +217,46 @@ def _redrive(settings: Settings, error_type: str | None, dry_run: bool) -> None:
     report = asyncio.run(redrive(settings, error_type=error_type, dry_run=dry_run))
     for line in report.lines():
         print(("dry run: " if dry_run else "") + line)
+
+
+def _resnapshot(settings: Settings) -> None:
+    from service.resnapshot import resnapshot
+
+    _topics(settings)
+    report = asyncio.run(resnapshot(settings))
+    for line in report.lines():
+        print(line)
+    if report.failed:
+        raise CommandError(f"{len(report.failed)} learner state(s) could not be sent")
+
+
+def _export(settings: Settings, user_id: str) -> None:
+    from pydantic_core import to_json
+
+    from service.export import export_learner
+
+    export = asyncio.run(export_learner(settings, _valid_user_id(user_id)))
+    sys.stdout.write(to_json(export, indent=2).decode() + "\n")
+
+
+def _valid_user_id(user_id: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+
+    from progress.schema import Id
+
+    try:
+        return TypeAdapter(Id).validate_python(user_id)
+    except ValidationError:
+        raise CommandError(f"{user_id!r} is not a valid user id") from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _token(
@@ -299,6 +341,7 @@ def _parser() -> argparse.ArgumentParser:
         description="LMS learner progress service. Settings come from environment variables "
         "(docs/operations.md).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name in COMMANDS:
         commands.add_parser(name, help=_HELP[name])
@@ -325,6 +368,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument("--error-type", help="only dead letters of this error_type")
     redrive.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    commands.add_parser(
+        "resnapshot",
+        help="re-send every learner's rows from the worker's tables",
+        description="Read the worker's tables from their changelog topics and send every "
+        "learner's rows, and every catalog row, to the snapshots topic: the sink then "
+        "rebuilds PostgreSQL and Redis (docs/operations.md, Rebuild PostgreSQL and Redis).",
+    )
+    export = commands.add_parser(
+        "export",
+        help="print every row PostgreSQL holds of a learner, as JSON",
+        description="For access requests: every row of every table with a user_id, "
+        "grouped by table, as GET /admin/learners/{user_id}/export answers it.",
+    )
+    export.add_argument("user_id")
     token = commands.add_parser(
         "token",
         help="mint a bearer token signed with API_JWT_KEY",
@@ -337,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         default=[],
-        choices=["progress:read", "catalog:write", "learners:erase"],
+        choices=["progress:read", "catalog:write", "learners:erase", "learners:export"],
     )
     token.add_argument("--hours", type=float, default=1.0)
     token.add_argument(
@@ -363,6 +420,10 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = Settings()
     _logging(settings)
+    if args.command not in _SERVICES:
+        # A one-shot command says in one line why it failed: aiokafka's own report of each
+        # connection attempt would only repeat it.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         if args.command == "catalog":
             _catalog(settings, args.kind, args.file)
@@ -372,11 +433,15 @@ def main(argv: list[str] | None = None) -> None:
             _redrive(settings, args.error_type, args.dry_run)
         elif args.command == "contract":
             _contract(args.dir, args.write, args.check)
+        elif args.command == "resnapshot":
+            _resnapshot(settings)
+        elif args.command == "export":
+            _export(settings, args.user_id)
         elif args.command == "token":
             _token(settings, args.subject, args.role, args.scope, args.hours, args.private_key)
         else:
             COMMANDS[args.command](settings)
-    except CommandError as exc:
+    except (CommandError, ServiceError) as exc:
         print(f"progress {args.command}: {exc}", file=sys.stderr)
         sys.exit(1)
 
