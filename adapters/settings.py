@@ -158,6 +158,15 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     # Partitions of every user-keyed topic: the most workers that can share the load.
     topic_partitions: int = Field(default=8, ge=1)
+    # Retention (adapters/topics.py ``topic_configs``), in hours; -1 keeps records forever.
+    # Learner input and dead letters: 30 days, a month to notice a fault and re-drive or
+    # replay, and no longer, since they carry personal data an erasure cannot reach inside
+    # the log (they age out within the month an access or erasure request allows).
+    topic_input_retention_hours: int = Field(default=720, ge=-1)
+    # Snapshots: 7 days, long enough for the sink to wait out an outage; longer buys
+    # nothing since ``progress resnapshot`` rebuilds from the worker's tables. Not
+    # compacted: a learner's snapshot holds only the rows its events touched.
+    topic_snapshot_retention_hours: int = Field(default=168, ge=-1)
 
     # Faust worker.
     worker_app_id: str = "lms-progress"
@@ -217,6 +226,13 @@ class Settings(BaseSettings):
     def _empty_path_is_unset(cls, value: object) -> object:
         # `KAFKA_SSL_CAFILE=` (as an env file writes an unset one) means no file, not ".".
         return None if value == "" else value
+
+    @field_validator("topic_input_retention_hours", "topic_snapshot_retention_hours")
+    @classmethod
+    def _retention_not_zero(cls, hours: int) -> int:
+        if hours == 0:
+            raise ValueError("0 hours would delete records as they arrive: -1 keeps them forever")
+        return hours
 
     @property
     def topics(self) -> Topics:

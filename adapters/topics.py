@@ -40,6 +40,11 @@ def _max_bytes(size: int) -> dict[str, str]:
 
 _COMPACTED = {"cleanup.policy": "compact"}
 
+
+def _retention(hours: int) -> dict[str, str]:
+    """Time-based retention, explicit rather than the broker's default (7 days)."""
+    return {"retention.ms": str(-1 if hours < 0 else hours * 3_600_000)}
+
 # The worker's tables (streams/app.py), each with what it holds (Faust's ``help``). Their
 # changelog topics are created with the others: left to Faust, a fresh worker creates them
 # while it starts and can read the metadata before they are in it; the table then looks like
@@ -97,16 +102,21 @@ def published_topics(t: Topics) -> dict[type[PublishedEvent], str]:
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Every topic with settings of its own, and those settings in full: compaction where the
-    newest record per key must stay readable forever (catalogs, table changelogs), and a
-    larger record limit where records may pass the broker's default (streams/records.py)."""
+    newest record per key must stay readable forever (catalogs, table changelogs), a larger
+    record limit where records may pass the broker's default (streams/records.py), and an
+    explicit retention (``TOPIC_INPUT_RETENTION_HOURS``: learner input and dead letters;
+    ``TOPIC_SNAPSHOT_RETENTION_HOURS``: snapshots)."""
     t = settings.topics
-    configs = {name: dict(_COMPACTED) for name in catalog_topics(t)}
+    inputs = _retention(settings.topic_input_retention_hours)
+    snapshots = _retention(settings.topic_snapshot_retention_hours)
+    configs = {name: dict(inputs) for name in learner_input_topics(t)}
+    configs |= {name: dict(_COMPACTED) for name in catalog_topics(t)}
     configs |= {changelog_topic(settings, table): dict(_COMPACTED) for table in TABLES}
     configs[changelog_topic(settings, LEARNERS_TABLE)] |= _max_bytes(LEARNERS_CHANGELOG_MAX_BYTES)
-    configs[t.snapshots] = _max_bytes(SNAPSHOT_MAX_BYTES)
-    configs[t.dead_letter] = _max_bytes(DEAD_LETTER_MAX_BYTES)
+    configs[t.snapshots] = _max_bytes(SNAPSHOT_MAX_BYTES) | snapshots
+    configs[t.dead_letter] = _max_bytes(DEAD_LETTER_MAX_BYTES) | inputs
     # The sink's dead letter of a snapshot carries it whole, in base64.
-    configs[t.sink_dead_letter] = _max_bytes(SINK_DEAD_LETTER_MAX_BYTES)
+    configs[t.sink_dead_letter] = _max_bytes(SINK_DEAD_LETTER_MAX_BYTES) | inputs
     return configs
 
 
@@ -116,7 +126,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     configs = topic_configs(settings)
     # Every user-keyed topic has the same partition count: a learner's events, table
     # changelogs and catalog broadcasts must meet on the same partition number.
-    plain = [*learner_input_topics(t), t.catalog_broadcast, *published_topics(t).values()]
+    plain = [t.catalog_broadcast, *published_topics(t).values()]
     return [
         *(NewTopic(name, n, 1) for name in plain),
         *(NewTopic(name, n, 1, topic_configs=config) for name, config in configs.items()),

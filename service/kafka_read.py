@@ -11,6 +11,7 @@ with ``Unreachable`` instead of waiting forever.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,10 @@ from service.errors import TopicMissing, Unreachable
 # No record for this long while the end is not reached: the broker is gone, not slow. A
 # fetch that has data answers in well under a second even on a busy machine.
 STALL_SECONDS = 60.0
+# A topic just created is unknown to the broker's metadata, or has no leader yet, for a
+# moment: asked again for up to 3 s before it is called missing.
+_DESCRIBE_ATTEMPTS = 7
+_DESCRIBE_PAUSE_S = 0.5
 # Larger than any record the project writes (the sink's dead letters are the largest):
 # a partition fetch must hold at least one whole record.
 _FETCH_BYTES = SINK_DEAD_LETTER_MAX_BYTES + 1_000_000
@@ -63,12 +68,24 @@ class TopicReader:
     async def partitions(self, topic: str) -> list[TopicPartition]:
         """The topic's partitions, in order; ``TopicMissing`` if it does not exist."""
         if topic not in self._partitions:
-            try:
-                (described,) = await self._admin.describe_topics([topic])
-            except (KafkaError, OSError) as exc:
-                raise Unreachable(f"Kafka is not reachable at {self._bootstrap}: {exc}") from None
-            numbers = sorted(p["partition"] for p in described.get("partitions", []))
-            if described.get("error_code") or not numbers:
+            numbers: list[int] = []
+            for attempt in range(_DESCRIBE_ATTEMPTS):
+                try:
+                    # Listed first: describing a missing topic makes a broker with
+                    # auto.create.topics.enable create it, without the settings it needs.
+                    if topic in await self._admin.list_topics():
+                        (described,) = await self._admin.describe_topics([topic])
+                        if not described.get("error_code"):
+                            numbers = sorted(p["partition"] for p in described["partitions"])
+                except (KafkaError, OSError) as exc:
+                    raise Unreachable(
+                        f"Kafka is not reachable at {self._bootstrap}: {exc}"
+                    ) from None
+                if numbers:
+                    break
+                if attempt + 1 < _DESCRIBE_ATTEMPTS:
+                    await asyncio.sleep(_DESCRIBE_PAUSE_S)
+            if not numbers:
                 raise TopicMissing(f"topic {topic} does not exist")
             self._partitions[topic] = [TopicPartition(topic, n) for n in numbers]
         return self._partitions[topic]
