@@ -30,6 +30,7 @@ STALL_SECONDS = 60.0
 # moment: asked again for up to 3 s before it is called missing.
 _DESCRIBE_ATTEMPTS = 7
 _DESCRIBE_PAUSE_S = 0.5
+_FETCH_WAIT_MS = 20
 # Larger than any record the project writes (the sink's dead letters are the largest):
 # a partition fetch must hold at least one whole record.
 _FETCH_BYTES = SINK_DEAD_LETTER_MAX_BYTES + 1_000_000
@@ -47,6 +48,9 @@ class TopicReader:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=_FETCH_BYTES,
             fetch_max_bytes=_FETCH_BYTES,
+            # No long polls: a read stops at a known end, and the broker holding a fetch of a
+            # partition read to its end (500 ms by default) delays the next partition's.
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
         )
         # Partitions come from the admin client: the consumer knows only the topics it was
         # assigned, and a producer's metadata request may create a missing topic.

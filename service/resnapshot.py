@@ -104,6 +104,9 @@ async def resnapshot(settings: Settings) -> ResnapshotReport:
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
         max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        # Fuller requests, as the worker's producer sends (WORKER_PRODUCER_* settings).
+        linger_ms=settings.worker_producer_linger_ms,
+        max_batch_size=settings.worker_producer_batch_bytes,
     )
     try:
         try:
