@@ -45,6 +45,7 @@ def _retention(hours: int) -> dict[str, str]:
     """Time-based retention, explicit rather than the broker's default (7 days)."""
     return {"retention.ms": str(-1 if hours < 0 else hours * 3_600_000)}
 
+
 # The worker's tables (streams/app.py), each with what it holds (Faust's ``help``). Their
 # changelog topics are created with the others: left to Faust, a fresh worker creates them
 # while it starts and can read the metadata before they are in it; the table then looks like
