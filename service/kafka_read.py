@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from adapters.kafka_clients import describe_kafka, kafka_client_options
 from adapters.settings import Settings
 from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
 from service.errors import TopicMissing, Unreachable
@@ -41,9 +42,9 @@ class TopicReader:
     reading whole partitions; ``stop`` it when done."""
 
     def __init__(self, settings: Settings) -> None:
-        self._bootstrap = settings.kafka_bootstrap
+        self._bootstrap = describe_kafka(settings)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_options(settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=_FETCH_BYTES,
@@ -54,7 +55,7 @@ class TopicReader:
         )
         # Partitions come from the admin client: the consumer knows only the topics it was
         # assigned, and a producer's metadata request may create a missing topic.
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        self._admin = AIOKafkaAdminClient(**kafka_client_options(settings))
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def start(self) -> None:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from adapters.kafka_clients import kafka_client_options
+from adapters.kafka_clients import describe_kafka, kafka_client_options
 from adapters.settings import Settings
 from adapters.topics import input_topic
 from progress.decode import InvalidEvent, decode_event
@@ -61,7 +61,7 @@ async def redrive(
             await producer.start()
         except (KafkaError, OSError) as exc:
             raise Unreachable(
-                f"Kafka is not reachable at {settings.kafka_bootstrap}: {exc}"
+                f"Kafka is not reachable at {describe_kafka(settings)}: {exc}"
             ) from None
         # Up to the end offsets as they are now: letters dead-lettered while this runs wait
         # for the next redrive. (A fixed deadline used to end a long topic's read with a

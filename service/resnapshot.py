@@ -32,6 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from adapters.kafka_clients import describe_kafka, kafka_client_options
 from adapters.settings import Settings
 from adapters.topics import (
     CATALOG_TABLE,
@@ -101,7 +102,7 @@ async def resnapshot(settings: Settings) -> ResnapshotReport:
     reader = TopicReader(settings)
     await reader.start()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         acks="all",
         max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         # Fuller requests, as the worker's producer sends (WORKER_PRODUCER_* settings).
@@ -113,7 +114,7 @@ async def resnapshot(settings: Settings) -> ResnapshotReport:
             await producer.start()
         except (KafkaError, OSError) as exc:
             raise Unreachable(
-                f"Kafka is not reachable at {settings.kafka_bootstrap}: {exc}"
+                f"Kafka is not reachable at {describe_kafka(settings)}: {exc}"
             ) from None
         return await _Resnapshot(settings, reader, producer).run()
     finally:
@@ -244,7 +245,7 @@ class _Resnapshot:
             self._sent.append(await self.producer.send(self.topic, key=key.encode(), value=value))
         except (KafkaError, OSError) as exc:
             raise Unreachable(
-                f"Kafka did not take a snapshot at {self.settings.kafka_bootstrap}: {exc}"
+                f"Kafka did not take a snapshot at {describe_kafka(self.settings)}: {exc}"
             ) from None
         if len(self._sent) >= _IN_FLIGHT:
             await self._delivered()
@@ -255,5 +256,5 @@ class _Resnapshot:
             await asyncio.gather(*sent)
         except (KafkaError, OSError) as exc:
             raise Unreachable(
-                f"Kafka did not take a snapshot at {self.settings.kafka_bootstrap}: {exc}"
+                f"Kafka did not take a snapshot at {describe_kafka(self.settings)}: {exc}"
             ) from None
