@@ -370,8 +370,12 @@ class _Sink:
                 "apply migrations", lambda: apply_migrations(self._pool), PG_TRANSIENT
             )
             await self._dead_letters.start()
-            await self._consumer.start()
+            # Subscribed before start, as a topic given to the constructor is: start() then
+            # fetches the topic's metadata itself (subscribed after start, a topic the broker
+            # did not list yet left the group without partitions until the next metadata
+            # refresh, minutes later).
             self._consumer.subscribe([self._settings.topics.snapshots], listener=self._membership)
+            await self._consumer.start()
             log.info(
                 "sink consuming %s as group %s",
                 self._settings.topics.snapshots,

@@ -257,7 +257,13 @@ async def test_quiz_events_out_of_order_count_as_in_order(
         pg_pool,
         sql,
         lms.user,
-        where=lambda f: f[0]["total_questions"] == 2 and f[0]["score"] == 100,
+        # The structure gives the attempt its two questions before the start arrives: wait for
+        # the start, which arrives last and moves started_at back to its own time.
+        where=lambda f: (
+            f[0]["total_questions"] == 2
+            and f[0]["score"] == 100
+            and f[0]["started_at"].isoformat() == "2026-05-04T08:01:00+00:00"
+        ),
     )
     assert (attempt["status"], attempt["passed"], attempt["unanswered_questions"]) == (
         "completed",
