@@ -335,7 +335,9 @@ def achievement_points(state: LearnerState, catalog: Catalog) -> int:
 # --------------------------------------------------------------------------- rows
 
 
-def path_rows(state: LearnerState) -> list[LearningPathProgress]:
+def path_rows(state: LearnerState, only: list[str] | None = None) -> list[LearningPathProgress]:
+    """The rows of the learner's paths (``only``: of these)."""
+    paths = state.paths if only is None else {pid: state.paths[pid] for pid in only}
     return [
         LearningPathProgress(
             id=stable_id("learning_path_progress", state.user_id, pid),
@@ -344,13 +346,15 @@ def path_rows(state: LearnerState) -> list[LearningPathProgress]:
             learning_path_id=pid,
             **p.model_dump(),
         )
-        for pid, p in sorted(state.paths.items())
+        for pid, p in sorted(paths.items())
     ]
 
 
-def competency_rows(state: LearnerState) -> list[UserCompetency]:
+def competency_rows(state: LearnerState, only: list[str] | None = None) -> list[UserCompetency]:
+    """The rows of the learner's competencies, with their evidence (``only``: of these)."""
+    held = state.competencies
     rows = []
-    for cid, c in sorted(state.competencies.items()):
+    for cid, c in sorted(held.items() if only is None else ((k, held[k]) for k in only)):
         row_id = stable_id("user_competency", state.user_id, cid)
         evidence = [
             CompetencyEvidence(
@@ -385,7 +389,9 @@ def competency_rows(state: LearnerState) -> list[UserCompetency]:
     return rows
 
 
-def achievement_rows(state: LearnerState) -> list[UserAchievement]:
+def achievement_rows(state: LearnerState, only: list[str] | None = None) -> list[UserAchievement]:
+    """The rows of the learner's achievements (``only``: of these)."""
+    earned = state.achievements
     return [
         UserAchievement(
             id=stable_id("user_achievement", state.user_id, aid),
@@ -396,5 +402,57 @@ def achievement_rows(state: LearnerState) -> list[UserAchievement]:
             created_at=at,
             updated_at=at,
         )
-        for aid, at in sorted(state.achievements.items())
+        for aid, at in sorted(earned.items() if only is None else ((k, earned[k]) for k in only))
     ]
+
+
+@dataclass(frozen=True)
+class LearnerWideRows:
+    """The learner-wide rows to send. ``whole``: the paths, competencies and evidence are
+    all there, so the sink removes the learner's older rows of them; else only those that
+    changed are, and no row of them was removed."""
+
+    paths: list[LearningPathProgress]
+    competencies: list[UserCompetency]
+    achievements: list[UserAchievement]
+    whole: bool
+
+
+def learner_wide_rows(state: LearnerState, original: LearnerState | None) -> LearnerWideRows:
+    """The learner-wide rows of ``state``: those that differ from ``original``'s (the state
+    before the event), or all of them (``original`` None, or a row removed since)."""
+    if original is None or _removed_any(original, state):
+        return LearnerWideRows(
+            path_rows(state), competency_rows(state), achievement_rows(state), whole=True
+        )
+    paths = [pid for pid, p in state.paths.items() if original.paths.get(pid) != p]
+    competencies = [
+        cid
+        for cid, c in state.competencies.items()
+        if original.competencies.get(cid) != c
+        or original.competencies_acquired.get(cid) != state.competencies_acquired.get(cid)
+    ]
+    achievements = [
+        aid for aid, at in state.achievements.items() if original.achievements.get(aid) != at
+    ]
+    return LearnerWideRows(
+        path_rows(state, paths) if paths else [],
+        competency_rows(state, competencies) if competencies else [],
+        achievement_rows(state, achievements) if achievements else [],
+        whole=False,
+    )
+
+
+def _removed_any(original: LearnerState, state: LearnerState) -> bool:
+    """Whether a path, competency or piece of evidence of ``original`` is gone in ``state``."""
+    if original.paths.keys() - state.paths.keys():
+        return True
+    for cid, then in original.competencies.items():
+        now = state.competencies.get(cid)
+        if now is None:
+            return True
+        if now is not then and {(e.type, e.reference_id) for e in then.evidence} - {
+            (e.type, e.reference_id) for e in now.evidence
+        }:
+            return True
+    return False

@@ -5,8 +5,15 @@ their inputs from tables and carry out the ``Outcome``.
 
 - The state version goes up only when the state changed, and every row and ProgressUpdated
   carries it, so a replayed event re-sends identical rows and ids.
-- Rows are returned even when nothing changed: if the worker stopped after saving state but
-  before the rows reached Kafka, the replayed event still delivers them.
+- An event derives only what it can change: its item, that item's module, the course's
+  summary from the previous one and that module (``rollup.summarize_after``), and the
+  learner-wide roll-ups only when what they read changed. Its snapshot carries only the rows
+  that changed, each set declared whole or not (``snapshots.Snapshot``). Where that cannot be
+  exact (an enrollment, a structure or catalog change, a completed course, evidence dated by
+  an older structure) the course or the learner is derived in full. Derived in full
+  (``incremental=False``) is the reference the tests hold the incremental outcome to.
+- Rows are returned even when nothing changed, all of them: if the worker stopped after
+  saving state but before the rows reached Kafka, the replayed event still delivers them.
 - Every "once" event (CourseCompleted, QuizCompleted, AssignmentSubmitted, AchievementEarned,
   CompetencyAcquired) is decided by a mark recorded in the same state, so it is published
   once per learner and subject, whatever is replayed or re-derived later.
@@ -50,18 +57,19 @@ from progress.learner_rules import (
     Awards,
     Catalog,
     achievement_points,
-    achievement_rows,
-    competency_rows,
     derive_learner,
-    path_rows,
+    learner_wide_rows,
 )
+from progress.models import CourseProgress
 from progress.rollup import (
     CourseFigures,
+    ItemChange,
     completed_under_earlier_structure,
     course_figures,
     course_row,
     lesson_row,
     module_rows,
+    summarize_after,
     summarize_course,
     user_row,
 )
@@ -90,6 +98,8 @@ class _Touched:
     item_id: str = ""
     # The event, whose bulky content (not kept in the state) its item's rows carry.
     event: QuizEventT | AssignmentEventT | None = None
+    # The item whose facts the event merged (None: whole: every row is derived and sent).
+    change: ItemChange | None = None
 
 
 _ALL = _Touched(lessons=None, quizzes=None, submissions=None)
@@ -108,34 +118,64 @@ def on_enrollment(
 
 
 def on_lesson_activity(
-    state: LearnerState | None, event: LessonEventT, known: KnownCourse | None, catalog: Catalog
+    state: LearnerState | None,
+    event: LessonEventT,
+    known: KnownCourse | None,
+    catalog: Catalog,
+    *,
+    incremental: bool = True,
 ) -> Outcome:
     base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     lesson = merge_lesson_event(course.lessons.get(event.lesson_id), event)
     course = course.model_copy(update={"lessons": {**course.lessons, event.lesson_id: lesson}})
     touched = _Touched(
-        lessons=[event.lesson_id], module_id=event.module_id, item_id=event.lesson_id
+        lessons=[event.lesson_id],
+        module_id=event.module_id,
+        item_id=event.lesson_id,
+        change=ItemChange("lesson", event.lesson_id, (lesson.started_at, lesson.last_activity_at)),
     )
     focus = (event.course_id, course, known)
-    return _conclude(state, base, catalog, event.event_time, focus, touched)
+    return _conclude(
+        state, base, catalog, event.event_time, focus, touched, incremental=incremental
+    )
 
 
 def on_quiz_activity(
-    state: LearnerState | None, event: QuizEventT, known: KnownCourse | None, catalog: Catalog
+    state: LearnerState | None,
+    event: QuizEventT,
+    known: KnownCourse | None,
+    catalog: Catalog,
+    *,
+    incremental: bool = True,
 ) -> Outcome:
     base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     attempt = merge_quiz_event(course.quiz_attempts.get(event.attempt_id), event)
     attempts = {**course.quiz_attempts, event.attempt_id: attempt}
     course = course.model_copy(update={"quiz_attempts": attempts})
     touched = _Touched(
-        quizzes=[event.quiz_id], module_id=event.module_id, item_id=event.quiz_id, event=event
+        quizzes=[event.quiz_id],
+        module_id=event.module_id,
+        item_id=event.quiz_id,
+        event=event,
+        change=ItemChange(
+            "quiz",
+            event.quiz_id,
+            (attempt.started_at or attempt.first_seen_at, attempt.last_activity_at),
+        ),
     )
     focus = (event.course_id, course, known)
-    return _conclude(state, base, catalog, event.event_time, focus, touched)
+    return _conclude(
+        state, base, catalog, event.event_time, focus, touched, incremental=incremental
+    )
 
 
 def on_assignment_activity(
-    state: LearnerState | None, event: AssignmentEventT, known: KnownCourse | None, catalog: Catalog
+    state: LearnerState | None,
+    event: AssignmentEventT,
+    known: KnownCourse | None,
+    catalog: Catalog,
+    *,
+    incremental: bool = True,
 ) -> Outcome:
     base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     submission = merge_assignment_event(course.submissions.get(event.submission_id), event)
@@ -146,9 +186,16 @@ def on_assignment_activity(
         module_id=event.module_id,
         item_id=event.assignment_id,
         event=event,
+        change=ItemChange(
+            "assignment",
+            event.assignment_id,
+            (submission.first_seen_at, submission.last_activity_at),
+        ),
     )
     focus = (event.course_id, course, known)
-    return _conclude(state, base, catalog, event.event_time, focus, touched)
+    return _conclude(
+        state, base, catalog, event.event_time, focus, touched, incremental=incremental
+    )
 
 
 def _activity(
@@ -190,6 +237,16 @@ def on_catalog_changed(state: LearnerState, catalog: Catalog, at: datetime) -> O
 # --------------------------------------------------------------------------- the core
 
 
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """What ``_derive_course`` counted: ``figures`` of every module of the structure, or,
+    ``partial``, of the changed item's module alone (none if it is in no module): the other
+    modules' rows are as they were."""
+
+    figures: CourseFigures
+    partial: bool = False
+
+
 def _conclude(
     original: LearnerState | None,
     base: LearnerState,
@@ -199,28 +256,51 @@ def _conclude(
     touched: _Touched,
     *,
     learner_fact: bool = True,
+    incremental: bool = True,
 ) -> Outcome:
     """Derive, decide the once-only events, bump the version on change, build the rows.
 
     ``focus`` is the course the event is about, with its new state and structure; learner-
     wide events (evidence, profile, catalog) have none. ``learner_fact``: the event is the
     learner's own (not a structure or catalog change), so it can be a late one.
+
+    ``incremental`` (the activity rules take it too): derive only what the event can change
+    (its item's module, the course summary from the previous one, the learner-wide roll-ups
+    when their inputs changed) and send only the rows that changed. Off, everything is
+    derived again and every row sent: the REFERENCE, which the incremental outcome must
+    equal in state, published events and rows (newest per id, but for their versions; the
+    oracle properties in tests/unit/test_oracle_core.py check it).
     """
     published: list[PublishedEvent] = []
     candidate = base
-    figures: CourseFigures | None = None
+    derived: _Derived | None = None
     # A late fact of the learner's own: ``before`` is the learner without it.
     late = learner_fact and original is not None and event_time < original.updated_at
     before = original if late else None
+    change = touched.change if incremental else None
+    previous: CourseState | None = None
     if focus is not None:
         course_id, course, known = focus
+        previous = original.courses.get(course_id) if original is not None else None
         was = before.courses.get(course_id) if before is not None else None
-        course, figures = _derive_course(base.user_id, course_id, course, known, published, was)
+        course, derived = _derive_course(
+            base.user_id, course_id, course, known, published, was, previous, change
+        )
         candidate = with_course(base, course_id, course)
-    candidate, awards = derive_learner(candidate, catalog, before=before)
-    candidate = candidate.model_copy(
-        update={"award_points": achievement_points(candidate, catalog)}
-    )
+    if (
+        change is not None
+        and focus is not None
+        and original is not None
+        and _learner_inputs_same(original, candidate, focus[0], catalog)
+    ):
+        # The learner-wide roll-ups would be derived again as they are (derive_learner is
+        # idempotent on the same inputs), and no award can be new.
+        awards = Awards([], [])
+    else:
+        candidate, awards = derive_learner(candidate, catalog, before=before)
+        candidate = candidate.model_copy(
+            update={"award_points": achievement_points(candidate, catalog)}
+        )
     published += _award_events(candidate, awards, catalog)
 
     changed = original is None or not _same_facts(candidate, original)
@@ -235,11 +315,16 @@ def _conclude(
     else:
         state = original
 
-    # The course's facts in ``state`` are those ``figures`` count: ``state`` is the candidate,
-    # or the original with the same facts.
-    snapshot = _snapshot(state, catalog, focus, touched, figures)
-    if changed and focus is not None and snapshot.course_progress:
-        course_progress = snapshot.course_progress[0]
+    # The course's facts in ``state`` are those ``derived`` counts: ``state`` is the
+    # candidate, or the original with the same facts. Unchanged, every row is sent again
+    # (the module docstring): which rows the event that made this version changed is not
+    # known any more.
+    partial = change is not None and changed and original is not None
+    course_progress = course_row(state, focus[0]) if focus is not None else None
+    snapshot = _snapshot(
+        state, focus, touched, derived, original if partial else None, course_progress
+    )
+    if changed and focus is not None and course_progress is not None:
         published.append(
             ProgressUpdated(
                 event_id=ProgressUpdated.id_for(state.user_id, focus[0], state.version),
@@ -253,6 +338,40 @@ def _conclude(
             )
         )
     return Outcome(state, changed, snapshot, tuple(published))
+
+
+def _learner_inputs_same(
+    original: LearnerState, candidate: LearnerState, course_id: str, catalog: Catalog
+) -> bool:
+    """Whether what ``derive_learner`` reads is as it was when ``original`` was derived, the
+    event having changed only the course ``course_id`` and perhaps the activity days."""
+    if candidate.activity_days is not original.activity_days and (
+        candidate.activity_days != original.activity_days
+    ):
+        return False
+    then = original.courses.get(course_id)
+    now = candidate.courses[course_id]
+    if then is None:
+        return now.summary is None and now.completion_announced_at is None
+    if (
+        then.enrolled_at != now.enrolled_at
+        or then.completion_announced_at != now.completion_announced_at
+    ):
+        return False
+    a, b = then.summary, now.summary
+    if a is None or b is None:
+        return a is b
+    if (
+        a.status != b.status
+        or a.completed_at != b.completed_at
+        or a.perfect_quiz_at != b.perfect_quiz_at
+        or a.lesson_completions != b.lesson_completions
+        or a.evidence != b.evidence
+    ):
+        return False
+    # A learning path also shows its courses' first and last activity.
+    on_path = any(course_id in path.course_ids for path in catalog.learning_paths.values())
+    return not on_path or (a.started_at, a.last_activity_at) == (b.started_at, b.last_activity_at)
 
 
 # The state without its bookkeeping (version, updated_at): what tells whether an event
@@ -273,9 +392,15 @@ def _derive_course(
     known: KnownCourse | None,
     published: list[PublishedEvent],
     before: CourseState | None = None,
-) -> tuple[CourseState, CourseFigures | None]:
+    previous: CourseState | None = None,
+    change: ItemChange | None = None,
+) -> tuple[CourseState, _Derived | None]:
     """The course with its summary and once-only marks, appending what to publish; and the
     figures it was summarized from (None when not enrolled: no summary, no rows).
+
+    ``previous``: the course as it was before the event, which merged ``change`` into it;
+    with both, only the changed item's module is counted again where that is exact
+    (``rollup.summarize_after``), else the whole course.
 
     ``completion_announced_at`` is when the course was first completed, as in event-time
     order: set once, with CourseCompleted. ``before``: the course before a late fact of the
@@ -321,20 +446,27 @@ def _derive_course(
     )
     if not course.enrolled:
         return course.model_copy(update={"summary": None}), None
-    figures = course_figures(course, known)
-    summary = summarize_course(course_id, course, known, figures=figures)
+    after = None
+    if previous is not None and change is not None:
+        after = summarize_after(course_id, previous, course, known, change)
+    if after is not None:
+        summary, module = after
+        derived = _Derived(figures=(module,) if module is not None else (), partial=True)
+    else:
+        derived = _Derived(figures=course_figures(course, known))
+        summary = summarize_course(course_id, course, known, figures=derived.figures)
     course = course.model_copy(update={"summary": summary})
     announced_at = course.completion_announced_at
     if announced_at is not None:
         if before is None or before.summary is None:
-            return course, figures
+            return course, derived
         # Only what the late fact itself moved: a structure change since the announcement
         # may date the completion earlier too, and that does not rewrite it.
         now = _completed_at(course_id, course, summary, known)
         then = _completed_at(course_id, before, before.summary, known)
         if now is not None and now < announced_at and (then is None or now < then):
             course = course.model_copy(update={"completion_announced_at": now})
-        return course, figures
+        return course, derived
     completed = summary if summary.status == "completed" else None
     completed = completed or completed_under_earlier_structure(course_id, course, known)
     if completed is not None:
@@ -347,7 +479,7 @@ def _derive_course(
                 completed_at=completed.completed_at,  # type: ignore[arg-type]
             )
         )
-    return course, figures
+    return course, derived
 
 
 def _completed_at(
@@ -390,11 +522,15 @@ def _award_events(state: LearnerState, awards: Awards, catalog: Catalog) -> list
 
 def _snapshot(
     state: LearnerState,
-    catalog: Catalog,
     focus: tuple[str, CourseState, KnownCourse | None] | None,
     touched: _Touched,
-    figures: CourseFigures | None,
+    derived: _Derived | None,
+    original: LearnerState | None,
+    row: CourseProgress | None,
 ) -> Snapshot:
+    """The rows to send; ``row``: the focus course's (None: not enrolled). ``original``: the
+    state before the event, when only the rows that differ from it are to be sent (None:
+    every row, each set whole)."""
     parts: dict[str, list[object]] = {
         "course_progress": [],
         "module_progress": [],
@@ -403,14 +539,21 @@ def _snapshot(
         "quiz_question_responses": [],
         "assignment_submissions": [],
     }
+    whole_modules: dict[str, int] = {}
     if focus is not None:
         course_id, _, known = focus
         course = state.courses[course_id]
         structure = known.structure if known else None
-        row = course_row(state, course_id)
+        partial = original is not None and derived is not None and derived.partial
+        # Whole, the modules are counted again if ``derived`` counted only the changed one.
+        figures = derived.figures if derived is not None and derived.partial == partial else None
         if row is not None:
-            parts["course_progress"].append(row)
+            then = original.courses.get(course_id) if original is not None else None
+            if not partial or then is None or _course_row_differs(then, course):
+                parts["course_progress"].append(row)
             parts["module_progress"] += module_rows(state, course_id, known, figures)
+            if not partial:
+                whole_modules[course_id] = state.version
         lessons = touched.lessons if touched.lessons is not None else sorted(course.lessons)
         parts["lesson_progress"] += [lesson_row(state, course_id, x, known) for x in lessons]
         quizzes = touched.quizzes
@@ -443,15 +586,26 @@ def _snapshot(
             )
             for sid in submissions
         ]
-    # Learner-wide rows are few and always sent, so a replay re-delivers any of them.
+    learner_wide = learner_wide_rows(state, original)
     return Snapshot(
         user_id=state.user_id,
         version=state.version,
         user_progress=user_row(state, state.award_points),
-        learning_path_progress=tuple(path_rows(state)),
-        user_competencies=tuple(competency_rows(state)),
-        user_achievements=tuple(achievement_rows(state)),
+        learning_path_progress=tuple(learner_wide.paths),
+        user_competencies=tuple(learner_wide.competencies),
+        user_achievements=tuple(learner_wide.achievements),
+        whole_modules=whole_modules,
+        whole_learner_wide=state.version if learner_wide.whole else 0,
         **{name: tuple(rows) for name, rows in parts.items()},  # type: ignore[arg-type]
+    )
+
+
+def _course_row_differs(then: CourseState, now: CourseState) -> bool:
+    """Whether the course's row (``rollup.course_row``) differs but for its version."""
+    return (
+        then.summary != now.summary
+        or then.enrollment_id != now.enrollment_id
+        or then.enrolled_at != now.enrolled_at
     )
 
 
@@ -472,10 +626,10 @@ def full_snapshots(
     Bulky content (``Row.unchanged``) is not in the state: its fields are None, "unchanged",
     so the sink keeps what it holds and writes them empty where it holds nothing.
     """
-    no_catalog = Catalog()  # rows are built from the state alone; the catalog derives it
     out: list[Snapshot] = []
     for course_id, course in sorted(state.courses.items()):
         known = courses.get(course_id)
-        figures = course_figures(course, known) if course.enrolled else None
-        out.append(_snapshot(state, no_catalog, (course_id, course, known), _ALL, figures))
-    return out or [_snapshot(state, no_catalog, None, _ALL, None)]
+        derived = _Derived(course_figures(course, known)) if course.enrolled else None
+        row = course_row(state, course_id)
+        out.append(_snapshot(state, (course_id, course, known), _ALL, derived, None, row))
+    return out or [_snapshot(state, None, _ALL, None, None, None)]

@@ -18,9 +18,10 @@ Definitions (docs/events.md repeats them for producers and analysts):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from progress.facts import earliest, latest
 from progress.items import (
@@ -51,7 +52,20 @@ from progress.state import (
     StructureVersion,
     SubmissionState,
 )
-from progress.structure import CompetencyGrant, ModuleDef
+from progress.structure import CompetencyGrant, CourseStructure, ModuleDef
+
+ItemKind = Literal["lesson", "quiz", "assignment"]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemChange:
+    """The one item an event merged its facts into: its kind, its id (the quiz or
+    assignment, for an attempt or a submission), and the span of its facts afterwards (the
+    attempt's or submission's, for a quiz or an assignment)."""
+
+    kind: ItemKind
+    item_id: str
+    span: tuple[datetime | None, datetime | None]
 
 
 def percent(done: int, total: int) -> float:
@@ -176,6 +190,161 @@ def course_figures(course: CourseState, known: KnownCourse | None) -> CourseFigu
     return tuple(ModuleFigures(m, course) for m in structure.modules) if structure else ()
 
 
+def module_of(structure: CourseStructure, kind: ItemKind, item_id: str) -> ModuleDef | None:
+    """The module of ``structure`` that holds the item, or None if the item is not in it."""
+    for module in structure.modules:
+        items = (
+            module.lessons
+            if kind == "lesson"
+            else module.quizzes
+            if kind == "quiz"
+            else module.assignments
+        )
+        if any(item.id == item_id for item in items):
+            return module
+    return None
+
+
+def summarize_after(
+    course_id: str,
+    previous: CourseState,
+    course: CourseState,
+    known: KnownCourse | None,
+    change: ItemChange,
+) -> tuple[CourseSummary, ModuleFigures | None] | None:
+    """The summary of ``course``, which is ``previous`` with one item's facts merged
+    (``change``), from ``previous.summary`` and the figures of that item's module alone; and
+    those figures (None: the item is in no module of the structure). None where this cannot
+    be done (the caller then summarizes the whole course, ``summarize_course``, which is the
+    reference this must equal):
+
+    - ``previous`` was not summarized with this structure and enrollment;
+    - the course is or was completed (its completion time is a maximum over every module);
+    - evidence is dated by an older structure (``_dated``), or may be.
+
+    Why the rest is exact: a module's figures depend only on its own items, which only the
+    changed item's module has; counts and points are sums over modules; a lesson's or a
+    submission's span only widens (facts are joins), so the course's first and last activity
+    are those of ``previous`` widened by it. An attempt's span may narrow (a start arriving
+    after its first answer), so a quiz change folds every item again.
+    """
+    old = previous.summary
+    structure = known.structure if known else None
+    if (
+        old is None
+        or structure is None
+        or known is None
+        or not course.enrolled
+        or previous.enrolled_at != course.enrolled_at
+        or previous.derived_with != known.structure_event_id
+        or course.derived_with != known.structure_event_id
+        or old.status == "completed"
+    ):
+        return None
+    module = module_of(structure, change.kind, change.item_id)
+    before = ModuleFigures(module, previous) if module is not None else None
+    after = ModuleFigures(module, course) if module is not None else None
+    lessons, quizzes, assignments, points, modules_done = (
+        old.completed_lessons,
+        old.completed_quizzes,
+        old.completed_assignments,
+        old.total_points,
+        old.completed_modules,
+    )
+    lesson_completions: tuple[datetime, ...] | None = old.lesson_completions
+    evidence: tuple[EvidenceFact, ...] | None = old.evidence
+    if before is not None and after is not None:
+        lessons += after.completed_lessons - before.completed_lessons
+        quizzes += after.completed_quizzes - before.completed_quizzes
+        assignments += after.completed_assignments - before.completed_assignments
+        points += after.points - before.points
+        modules_done += (after.status == "completed") - (before.status == "completed")
+        if before.lesson_done_at != after.lesson_done_at:
+            lesson_completions = _replaced(
+                old.lesson_completions, before.lesson_done_at, after.lesson_done_at
+            )
+        old_facts, new_facts = before.evidence(), after.evidence()
+        if old_facts or new_facts or evidence:
+            since = known.structure_updated_at
+            if any(
+                fact.known_at is not None or (since is not None and fact.at < since)
+                for fact in (*old.evidence, *new_facts)
+            ):
+                return None
+            if old_facts != new_facts:
+                evidence = _replaced(old.evidence, old_facts, new_facts, key=_evidence_order)
+    if lesson_completions is None or evidence is None:
+        return None  # the module's old figures are not in the summary: not derived from them
+    total = old.total_lessons + old.total_quizzes + old.total_assignments
+    done = lessons + quizzes + assignments
+    status = status_of(done, total, _active(course))
+    if status == "completed":
+        return None
+    if change.kind == "quiz":
+        started_at, last_activity_at = _fold_times(course)
+        perfect = _perfect_quiz_at(course)
+    else:
+        first, last = change.span
+        started_at = earliest(old.started_at, first)
+        last_activity_at = latest(old.last_activity_at, last)
+        perfect = old.perfect_quiz_at
+    structure_at = known.structure_updated_at
+    updated_at = latest(latest(course.enrolled_at, last_activity_at), structure_at)
+    summary = old.model_copy(
+        update={
+            "status": status,
+            "percent_complete": percent(done, total),
+            "completed_modules": modules_done,
+            "completed_lessons": lessons,
+            "completed_quizzes": quizzes,
+            "completed_assignments": assignments,
+            "total_points": points,
+            "started_at": started_at,
+            "last_activity_at": last_activity_at,
+            "updated_at": updated_at or course.enrolled_at or started_at,
+            "lesson_completions": lesson_completions,
+            "perfect_quiz_at": perfect,
+            "evidence": evidence,
+        }
+    )
+    return summary, after
+
+
+T = TypeVar("T")
+
+
+def _replaced(
+    held: tuple[T, ...],
+    removed: Iterable[T],
+    added: Iterable[T],
+    key: Callable[[T], Any] | None = None,
+) -> tuple[T, ...] | None:
+    """``held`` (sorted by ``key``) without one of each of ``removed`` and with ``added``,
+    sorted; None if ``removed`` is not all in ``held``."""
+    kept = list(held)
+    for item in removed:
+        try:
+            kept.remove(item)
+        except ValueError:
+            return None
+    kept.extend(added)
+    kept.sort(key=key)
+    return tuple(kept)
+
+
+def _evidence_order(e: EvidenceFact) -> tuple[datetime, str, str, str]:
+    return (e.at, e.type, e.reference_id, e.competency_id)
+
+
+def _perfect_quiz_at(course: CourseState) -> datetime | None:
+    perfect = [
+        a.submitted_at
+        for a in course.quiz_attempts.values()
+        if a.submitted_at and attempt_questions(a) and attempt_score(a) == 100.0
+    ]
+    return min(perfect, default=None)
+
+
 def _fact(
     grant: CompetencyGrant, kind: EvidenceType, reference_id: str, at: datetime
 ) -> EvidenceFact:
@@ -217,11 +386,6 @@ def summarize_course(
             evidence += [
                 _fact(g, "course", course_id, completed_at) for g in structure.competencies
             ]
-    perfect = [
-        a.submitted_at
-        for a in course.quiz_attempts.values()
-        if a.submitted_at and attempt_questions(a) and attempt_score(a) == 100.0
-    ]
     if history and known is not None:
         evidence = _dated(course_id, course, known, evidence)
     structure_at = known.structure_updated_at if known else None
@@ -243,10 +407,8 @@ def summarize_course(
         last_activity_at=last_activity_at,
         updated_at=updated_at or course.enrolled_at or started_at,  # type: ignore[arg-type]
         lesson_completions=tuple(sorted(t for f in figures for t in f.lesson_done_at)),
-        perfect_quiz_at=min(perfect, default=None),
-        evidence=tuple(
-            sorted(evidence, key=lambda e: (e.at, e.type, e.reference_id, e.competency_id))
-        ),
+        perfect_quiz_at=_perfect_quiz_at(course),
+        evidence=tuple(sorted(evidence, key=_evidence_order)),
     )
 
 

@@ -1,8 +1,15 @@
 """The snapshot: what the worker hands the sink after processing events for one learner.
 
 One message on ``progress.snapshots``, keyed by user_id, carrying every row the event
-touched, at the learner's state ``version``. The sink writes them in one transaction, so
-PostgreSQL never shows half of an event's effect.
+changed, at the learner's state ``version``. The sink writes them in one transaction, so
+PostgreSQL never shows half of an event's effect. A row left out is as it was.
+
+Sets: a course's module rows, and the learner's paths, competencies and evidence, lose rows
+(a module dropped from the course, a path that lost the learner's courses, evidence
+withdrawn). A snapshot carries such a set either whole, declaring it with the version
+(``whole_modules``, ``whole_learner_wide``), and the sink removes the set's rows older than
+that version; or partially, only the rows that changed, and then none of the set was removed.
+A snapshot that does not say (older workers' snapshots) carries every set whole.
 
 The worker sends one snapshot per learner and batch of events: ``merge`` of the snapshots of
 the learner's events, in order. A merged snapshot holds each row at the newest version any of
@@ -16,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from progress.errors import DomainError
 from progress.models import (
@@ -55,6 +62,29 @@ class Snapshot(OutputModel):
     learning_path_progress: tuple[LearningPathProgress, ...] = ()
     user_competencies: tuple[UserCompetency, ...] = ()
     user_achievements: tuple[UserAchievement, ...] = ()
+    # Which sets the snapshot carries whole, each at a version: a course's module rows (by
+    # course id), the learner's paths, competencies and evidence (0: not whole). The sink
+    # removes the rows of a whole set older than its version (module docstring).
+    whole_modules: dict[str, int] = Field(default_factory=dict)
+    whole_learner_wide: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_by_default(cls, data: Any) -> Any:
+        # A snapshot that does not say (one written before partial snapshots, or built by
+        # hand) carries every set whole, at its parent row's version, as every snapshot did.
+        if isinstance(data, dict) and (
+            "whole_modules" not in data or "whole_learner_wide" not in data
+        ):
+            data = dict(data)
+            if "whole_modules" not in data:
+                data["whole_modules"] = {
+                    _field(row, "course_id"): _field(row, "version")
+                    for row in data.get("course_progress", ())
+                }
+            if "whole_learner_wide" not in data and data.get("user_progress") is not None:
+                data["whole_learner_wide"] = _field(data["user_progress"], "version")
+        return data
 
     @model_validator(mode="after")
     def _rows_are_the_learners(self) -> Self:
@@ -78,6 +108,11 @@ class Snapshot(OutputModel):
         for competency in self.user_competencies:
             out.extend(competency.evidence)
         return out
+
+
+def _field(row: Any, name: str) -> Any:
+    """A field of a row given as a model or as its JSON's dict."""
+    return row[name] if isinstance(row, dict) else getattr(row, name)
 
 
 VersionedRowT = TypeVar("VersionedRowT", bound=VersionedRow)
@@ -121,12 +156,12 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
 
     Each row is kept at the newest version any of them has it, the first of equal versions
     (``newest_row``, the sink's rule too), so the rows the sink writes are the same.
-    The sets the sink replaces by their parent row's version (a course's modules, the
-    learner-wide paths, competencies and evidence: ``_RETIRE_MODULES``,
-    ``_RETRACT_LEARNER_WIDE``) come out the same too: each snapshot sends them whole, at its
-    own version, so the rows of a set that a later snapshot left out are older than its
-    parent row in the merge, and are removed as they would have been. A competency row
-    carries its evidence, which therefore goes with the newest competency row.
+    The sets the sink removes rows of (a course's modules, the learner-wide paths,
+    competencies and evidence: ``whole_modules``, ``whole_learner_wide``) come out the same
+    too: each set is whole at the newest version any of the snapshots has it whole, and the
+    rows of the set that snapshot left out are older than that, in the merge as in the
+    snapshots apart, so they are removed as they would have been. A competency row carries
+    its evidence, which therefore goes with the newest competency row.
     """
     if len(snapshots) == 1:
         return snapshots[0]
@@ -134,6 +169,8 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
     groups: dict[str, dict[str, Any]] = {name: {} for name in _ROW_GROUPS}
     user_progress = first.user_progress
     version = first.version
+    whole_modules: dict[str, int] = {}
+    whole_learner_wide = 0
     for snapshot in snapshots:
         if snapshot.user_id != first.user_id:
             raise MixedLearners(f"cannot merge snapshots of {first.user_id} and {snapshot.user_id}")
@@ -143,10 +180,15 @@ def merge(snapshots: Sequence[Snapshot]) -> Snapshot:
             kept = groups[name]
             for row in getattr(snapshot, name):
                 kept[row.id] = newest_row(kept.get(row.id), row)
+        for course_id, at in snapshot.whole_modules.items():
+            whole_modules[course_id] = max(at, whole_modules.get(course_id, 0))
+        whole_learner_wide = max(whole_learner_wide, snapshot.whole_learner_wide)
     return Snapshot(
         user_id=first.user_id,
         version=version,
         user_progress=user_progress,
+        whole_modules=whole_modules,
+        whole_learner_wide=whole_learner_wide,
         **{name: tuple(rows.values()) for name, rows in groups.items()},
     )
 

@@ -12,10 +12,12 @@ newest rows, and the order in which batches arrive does not matter. A row's bulk
 fields (``Row.unchanged``) offered as None mean "unchanged": the newer row is written with
 the stored value of each (``_kept_or_stored``; see docs/events.md, Snapshot).
 
-Sets that a newer row replaces as a whole: a course row's modules (modules no longer in the
-course are deleted) and a learner's paths, competencies and evidence (those no longer listed
-in the learner's newest snapshot are deleted), in the same transaction as the rows that
-replace them, and for good: a replayed older snapshot cannot bring them back.
+A snapshot carries only the rows that changed; a row it leaves out stays as stored. Sets that
+lose rows: a course's modules (modules no longer in the course are deleted) and a learner's
+paths, competencies and evidence. A snapshot that carries such a set whole says so, with its
+version (``Snapshot.whole_modules``, ``whole_learner_wide``); the set's rows older than that
+are deleted, in the same transaction, and for good: a replayed older snapshot cannot bring
+them back (``_not_removed``).
 
 Catalog deletions are soft: a deleted catalog snapshot sets ``deleted`` and moves
 ``updated_at`` to the deletion's, keeping the entry's last definition. The row stays as a
@@ -73,7 +75,6 @@ from progress.models import (
     Competency,
     CourseProgress,
     Row,
-    UserProgress,
     VersionedRow,
 )
 from progress.snapshots import Erasure, Snapshot, newest_row
@@ -197,6 +198,40 @@ class _Staged:
     merge: sql.Composed
 
 
+# The sets whose rows a snapshot may leave out (partial snapshots), each table with the parent
+# row that would be newer than a row of it that was removed: a course's modules, a learner's
+# paths, competencies and evidence. Each is written before its parent (``_MERGE_ORDER``), so
+# that the guard (``_not_removed``) sees the parent as it was before the batch.
+_PARENTS: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "module_progress": ("course_progress", ("user_id", "course_id")),
+        "learning_path_progress": ("user_progress", ("user_id",)),
+        "user_competencies": ("user_progress", ("user_id",)),
+        "competency_evidence": ("user_progress", ("user_id",)),
+    }
+)
+
+
+def _not_removed(model: type[Row]) -> sql.Composable:
+    """The staged rows of a set that may be written: a row stored already, or one whose
+    parent row is not stored at a newer version. A set's row absent under a newer parent was
+    removed (a whole set at a newer version left it out, ``_RETIRE_MODULES``): the sink writes a
+    learner's snapshots in order from its committed offset, so every snapshot up to the
+    parent's version was written, and the row's with them. So an older snapshot written
+    again (a re-read, two sinks overlapping in a rebalance) cannot bring a removed row back.
+    """
+    if model.table not in _PARENTS:
+        return sql.SQL("")
+    parent, keys = _PARENTS[model.table]
+    same = sql.SQL(" and ").join(
+        sql.SQL("p.{key} = s.{key}").format(key=sql.Identifier(key)) for key in keys
+    )
+    return sql.SQL(
+        " where exists (select 1 from {table} x where x.id = s.id)"
+        " or not exists (select 1 from {parent} p where {same} and p.version > s.version)"
+    ).format(table=sql.Identifier(model.table), parent=sql.Identifier(parent), same=same)
+
+
 def _build_staged(model: type[Row]) -> _Staged:
     columns = table_columns(model)
     table = sql.Identifier(model.table)
@@ -217,8 +252,10 @@ def _build_staged(model: type[Row]) -> _Staged:
         ),
         # Ordered by id: the lock order that keeps two overlapping sinks from deadlocking.
         merge=sql.SQL(
-            "insert into {table} ({names}) select {selected} from {stage} s order by s.id"
-        ).format(table=table, names=names, selected=selected, stage=stage)
+            "insert into {table} ({names}) select {selected} from {stage} s{guard} order by s.id"
+        ).format(
+            table=table, names=names, selected=selected, stage=stage, guard=_not_removed(model)
+        )
         + _on_conflict(model, columns),
     )
 
@@ -466,6 +503,7 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
     """
     learners, erased = after_erasures(messages)
     grouped = coalesce(learners)
+    modules, learner_wide = whole_sets(learners)
     catalogs = [message for message in messages if isinstance(message, CatalogSnapshot)]
     courses = [message for message in messages if isinstance(message, CourseSnapshot)]
     if not grouped and not catalogs and not courses and not erased:
@@ -492,23 +530,38 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
             for model in staged:
                 await cursor.execute(_STAGED[model].merge)
             if CourseProgress in grouped:
-                await cursor.execute(_RETIRE_MODULES, (_parent_ids(grouped, CourseProgress),))
                 await write_history(cursor, daily_rows(learners))
-            if UserProgress in grouped:
+            if modules:
+                users, module_courses, versions = zip(
+                    *((u, c, v) for (u, c), v in sorted(modules.items())), strict=True
+                )
+                await cursor.execute(
+                    _RETIRE_MODULES, (list(users), list(module_courses), list(versions))
+                )
+            if learner_wide:
+                users, versions = zip(*sorted(learner_wide.items()), strict=True)
                 for retract in _RETRACT_LEARNER_WIDE:
-                    await cursor.execute(retract, (_parent_ids(grouped, UserProgress),))
+                    await cursor.execute(retract, (list(users), list(versions)))
             await _write_catalogs(cursor, catalogs)
         # After the pipeline: each course's writes depend on whether its structure won.
         await write_courses(cursor, courses)
     return Written(learner_versions(grouped), frozenset(touched))
 
 
+# The order a batch merges its tables in: a set's rows before their parent's (``_PARENTS``),
+# then the others; fixed, so two sinks lock rows in the same order.
+_MERGE_ORDER: tuple[type[Row], ...] = (
+    *(model for model in ALL_ROW_MODELS if model.table in _PARENTS),
+    *(model for model in ALL_ROW_MODELS if model.table not in _PARENTS),
+)
+
+
 async def _stage(
     cursor: AsyncCursor[Any], grouped: Mapping[type[Row], Sequence[Row]]
 ) -> list[type[Row]]:
     """COPY each table's rows into its staging table; return the tables staged, in the
-    order a batch writes them."""
-    models = [model for model in ALL_ROW_MODELS if grouped.get(model)]
+    order a batch merges them."""
+    models = [model for model in _MERGE_ORDER if grouped.get(model)]
     if not models:
         return []
     tables = await _stage_tables(cursor)
@@ -551,27 +604,38 @@ def _catalog_order(snapshots: Iterable[CatalogSnapshot]) -> list[tuple[CatalogRo
     )
 
 
-# Sets a newer row replaces as a whole. A course row carries every module of the course's
-# current structure, and every snapshot (its UserProgress row) every learning path,
-# competency and evidence of the learner, all at the row's version; so once a parent row is
-# stored, child rows of a lower version than the stored parent's were removed (a module
-# dropped from the course, a path that lost the learner's courses, evidence withdrawn).
-# Compared with the stored parent rather than the batch's, a replayed older snapshot cannot
-# bring them back either. The id lists go binary (%b): as text, psycopg checks every id for
-# characters to quote, which cost more than the statements' other client-side work.
+def whole_sets(snapshots: Iterable[Snapshot]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """The sets the snapshots carry whole, each at the highest version any carries it at:
+    course modules by (user_id, course_id), and learner-wide rows by user_id."""
+    modules: dict[tuple[str, str], int] = {}
+    learner_wide: dict[str, int] = {}
+    for snapshot in snapshots:
+        user = snapshot.user_id
+        for course_id, version in snapshot.whole_modules.items():
+            if version > modules.get((user, course_id), 0):
+                modules[user, course_id] = version
+        if snapshot.whole_learner_wide > learner_wide.get(user, 0):
+            learner_wide[user] = snapshot.whole_learner_wide
+    return modules, learner_wide
+
+
+# Sets a snapshot may carry whole (``Snapshot.whole_modules``, ``whole_learner_wide``): a
+# course's modules, and a learner's paths, competencies and evidence. A whole set at version v
+# holds every row of the set at v, so the set's rows older than v were removed by then (a
+# module dropped from the course, a path that lost the learner's courses, evidence
+# withdrawn) and are deleted, after the batch's rows are written. A partial snapshot leaves
+# out the rows that did not change and removes none. A removed row cannot come back with an
+# older snapshot written again: see ``_not_removed``. The id lists go binary (%b): as text,
+# psycopg checks every id for characters to quote.
 _RETIRE_MODULES = sql.SQL(
-    "delete from module_progress m using course_progress c"
-    " where c.id = any(%b) and m.user_id = c.user_id and m.course_id = c.course_id"
-    " and m.version < c.version"
+    "delete from module_progress m using unnest(%b::text[], %b::text[], %b::bigint[])"
+    " as w(user_id, course_id, version)"
+    " where m.user_id = w.user_id and m.course_id = w.course_id and m.version < w.version"
 )
 _RETRACT_LEARNER_WIDE = tuple(
     sql.SQL(
-        "delete from {table} x using user_progress u"
-        " where u.id = any(%b) and x.user_id = u.user_id and x.version < u.version"
+        "delete from {table} x using unnest(%b::text[], %b::bigint[]) as w(user_id, version)"
+        " where x.user_id = w.user_id and x.version < w.version"
     ).format(table=sql.Identifier(table))
     for table in ("learning_path_progress", "user_competencies", "competency_evidence")
 )
-
-
-def _parent_ids(grouped: Mapping[type[Row], Sequence[Row]], model: type[Row]) -> list[str]:
-    return sorted(row.id for row in grouped.get(model, []))

@@ -559,6 +559,63 @@ async def test_a_newer_snapshot_replaces_evidence_and_module_sets_for_good(
     assert git_evidence == (1,)  # another competency's evidence is its own set
 
 
+def partial(snapshot: Snapshot, **rows: Any) -> Snapshot:
+    """``snapshot`` as the worker sends it after an ordinary event: only ``rows`` (the other
+    row sets empty but for user_progress), no set whole."""
+    empty = dict.fromkeys(
+        (
+            "course_progress",
+            "module_progress",
+            "lesson_progress",
+            "quiz_attempts",
+            "quiz_question_responses",
+            "assignment_submissions",
+            "learning_path_progress",
+            "user_competencies",
+            "user_achievements",
+        ),
+        (),
+    )
+    data = {**snapshot.model_dump(), **empty, **rows}
+    return Snapshot.model_validate({**data, "whole_modules": {}, "whole_learner_wide": 0})
+
+
+async def test_a_partial_snapshot_keeps_the_rows_it_leaves_out_and_removed_ones_stay_out(
+    sunk: Sunk, pg_pool: AsyncConnectionPool, new_id: Callable[[str], str]
+) -> None:
+    user = new_id("u")
+
+    async def versions(table: str, column: str) -> list[tuple[str, int]]:
+        return await fetch_all(
+            pg_pool,
+            f"select {column}, version from {table} where user_id = %s order by 1, 2",
+            user,
+        )
+
+    v1 = learner_snapshot(user, 1, lesson_percent=10.0)
+    await sunk(v1)
+    paths = await versions("learning_path_progress", "learning_path_id")
+    competencies = await versions("user_competencies", "competency_id")
+    assert await versions("module_progress", "module_id") == [("m1", 1), ("m2", 1)]
+
+    # v2 changed module m2 alone: m1, the paths and the competencies stay as they are.
+    v2 = learner_snapshot(user, 2, lesson_percent=20.0)
+    await sunk(partial(v2, module_progress=v2.module_progress[1:]))
+    assert await versions("module_progress", "module_id") == [("m1", 1), ("m2", 2)]
+    assert await versions("learning_path_progress", "learning_path_id") == paths
+    assert await versions("user_competencies", "competency_id") == competencies
+    assert await versions("user_progress", "user_id") == [(user, 2)]
+
+    # v3 carries the modules whole, without m2 (it left the course): m2 goes.
+    v3 = learner_snapshot(user, 3, lesson_percent=30.0)
+    await sunk(v3.model_copy(update={"module_progress": v3.module_progress[:1]}))
+    assert await versions("module_progress", "module_id") == [("m1", 3)]
+
+    # v2 again (a re-read, or a second sink overlapping a rebalance): m2 does not come back.
+    await sunk(partial(v2, module_progress=v2.module_progress[1:]))
+    assert await versions("module_progress", "module_id") == [("m1", 3)]
+
+
 async def test_sink_skips_a_snapshot_it_cannot_decode_and_goes_on(
     sink: Settings,
     producer: AIOKafkaProducer,

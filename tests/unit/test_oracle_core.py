@@ -87,6 +87,8 @@ class Core:
     rows: dict[tuple[str, str], Row] = field(default_factory=dict)
     published: list[PublishedEvent] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
+    # Off: the reference, every event derived in full and every row sent (``_conclude``).
+    incremental: bool = True
 
     def catalog(self) -> Catalog:
         def live(kind: type) -> dict[str, Any]:
@@ -124,12 +126,18 @@ class Core:
             if isinstance(event, UserEnrolled):
                 outcome = on_enrollment(state, event, known, self.catalog())
             elif isinstance(event, LessonEvent):
-                outcome = on_lesson_activity(state, event, known, self.catalog())
+                outcome = on_lesson_activity(
+                    state, event, known, self.catalog(), incremental=self.incremental
+                )
             elif isinstance(event, QuizEvent):
-                outcome = on_quiz_activity(state, event, known, self.catalog())
+                outcome = on_quiz_activity(
+                    state, event, known, self.catalog(), incremental=self.incremental
+                )
             else:
                 assert isinstance(event, AssignmentEvent)
-                outcome = on_assignment_activity(state, event, known, self.catalog())
+                outcome = on_assignment_activity(
+                    state, event, known, self.catalog(), incremental=self.incremental
+                )
         self.carry_out(outcome)
 
     def feed_entry(self, entry: CatalogEntry) -> None:
@@ -169,27 +177,25 @@ class Core:
                 self.rows[key] = row.model_copy(update=_empties(row))
             elif row.version > kept.version:  # type: ignore[attr-defined]
                 self.rows[key] = fill_unchanged(row, kept)
-        for course in snapshot.course_progress:  # the sink retires modules no longer there
-            current = {
-                m.module_id for m in snapshot.module_progress if m.course_id == course.course_id
-            }
+        # As the sink: a whole set's rows older than its version are gone (modules no longer
+        # in the course; paths, competencies and evidence no longer the learner's).
+        for course_id, at in snapshot.whole_modules.items():
             for key, row in list(self.rows.items()):
                 if (
                     isinstance(row, ModuleProgress)
-                    and (row.user_id, row.course_id) == (course.user_id, course.course_id)
-                    and row.version < course.version
-                    and row.module_id not in current
+                    and (row.user_id, row.course_id) == (snapshot.user_id, course_id)
+                    and row.version < at
                 ):
                     del self.rows[key]
-        # ... and the learner's paths, competencies and evidence no longer in the newest.
-        newest = self.rows[("user_progress", snapshot.user_progress.id)]
-        for key, row in list(self.rows.items()):
-            if (
-                row.table in ("learning_path_progress", "user_competencies", "competency_evidence")
-                and row.user_id == snapshot.user_id  # type: ignore[attr-defined]
-                and row.version < newest.version  # type: ignore[attr-defined]
-            ):
-                del self.rows[key]
+        if snapshot.whole_learner_wide:
+            for key, row in list(self.rows.items()):
+                if (
+                    row.table
+                    in ("learning_path_progress", "user_competencies", "competency_evidence")
+                    and row.user_id == snapshot.user_id  # type: ignore[attr-defined]
+                    and row.version < snapshot.whole_learner_wide  # type: ignore[attr-defined]
+                ):
+                    del self.rows[key]
 
 
 def _empties(row: Row) -> dict[str, Any]:
@@ -201,15 +207,45 @@ def _empties(row: Row) -> dict[str, Any]:
     }
 
 
-def run_core(arrivals: tuple[Event, ...] | list[Event]) -> Core:
-    core = Core()
+def run_core(arrivals: tuple[Event, ...] | list[Event], *, incremental: bool = True) -> Core:
+    core = Core(incremental=incremental)
     for event in arrivals:
         core.feed(event)
     return core
 
 
+def _without_versions(row: Row) -> dict[str, Any]:
+    data = row.model_dump(exclude={"version"})
+    for evidence in data.get("evidence", ()):
+        evidence.pop("version")
+    return data
+
+
+def reference_problems(core: Core, arrivals: tuple[Event, ...] | list[Event]) -> list[str]:
+    """The incremental ``core`` against the reference, which derives every event in full
+    and sends every row: the same final states and published events, and the same rows
+    kept by the sink but for their versions (a row left out as unchanged stays at the
+    version that last changed it)."""
+    full = run_core(arrivals, incremental=False)
+    problems = [
+        f"state of {user} differs from the reference"
+        for user in sorted(full.learners.keys() | core.learners.keys())
+        if core.learners.get(user) != full.learners.get(user)
+    ]
+    if core.published != full.published:
+        problems.append("published events differ from the reference's")
+    for key in sorted(full.rows.keys() | core.rows.keys()):
+        mine, theirs = core.rows.get(key), full.rows.get(key)
+        if mine is None or theirs is None:
+            problems.append(f"row {key}: {'missing' if mine is None else 'not in the reference'}")
+        elif _without_versions(mine) != _without_versions(theirs):
+            problems.append(f"row {key} differs from the reference: {mine} != {theirs}")
+    return problems
+
+
 def core_problems(scenario: Scenario, *, history: bool) -> list[str]:
-    """What the core produced from the scenario's arrivals, against the oracle."""
+    """What the core produced from the scenario's arrivals, against the oracle and against
+    the reference (``reference_problems``)."""
     core = run_core(scenario.arrivals)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in core.rows.values():
@@ -222,6 +258,7 @@ def core_problems(scenario: Scenario, *, history: bool) -> list[str]:
         for e in core.published
         if isinstance(e, ONCE_TYPES)
     )
+    problems += reference_problems(core, scenario.arrivals)
     return problems + compare(expected(list(scenario.log)), tables, published, history=history)
 
 
