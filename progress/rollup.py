@@ -28,9 +28,7 @@ from progress.items import (
     assignment_done_at,
     attempt_questions,
     attempt_score,
-    attempts_of,
     quiz_done_at,
-    submissions_of,
 )
 from progress.models import (
     CourseProgress,
@@ -115,53 +113,70 @@ class ModuleFigures:
     """Counts for one module of the structure, against one learner's facts."""
 
     def __init__(self, module: ModuleDef, course: CourseState) -> None:
-        lessons = course.lessons
+        # One pass over the module's items and the course's attempts and submissions: this
+        # runs for every event (twice, for the changed module: ``summarize_after``).
         self.module = module
-        lesson_done = {x.id: lessons[x.id].completed_at for x in module.lessons if x.id in lessons}
-        quiz_done = {q.id: quiz_done_at(q, attempts_of(course, q.id)) for q in module.quizzes}
-        assignment_done = {
-            a.id: assignment_done_at(a, submissions_of(course, a.id)) for a in module.assignments
-        }
-        self.lesson_done_at = [t for t in lesson_done.values() if t is not None]
+        lessons = course.lessons
+        started: datetime | None = None
+        last: datetime | None = None
+        points = 0
+        done_times: list[datetime] = []
+        lesson_done_at: list[datetime] = []
+        for x in module.lessons:
+            lesson = lessons.get(x.id)
+            if lesson is None:
+                continue
+            started = earliest(started, lesson.started_at)
+            last = latest(last, lesson.last_activity_at)
+            if lesson.completed_at is not None:
+                lesson_done_at.append(lesson.completed_at)
+                points += x.points
+        done_times += lesson_done_at
+        quiz_done: dict[str, datetime | None] = {}
+        if module.quizzes:
+            by_quiz: dict[str, list[AttemptState]] = {q.id: [] for q in module.quizzes}
+            for attempt in course.quiz_attempts.values():
+                held = by_quiz.get(attempt.quiz_id)
+                if held is not None:
+                    held.append(attempt)
+                    started = earliest(started, attempt.started_at or attempt.first_seen_at)
+                    last = latest(last, attempt.last_activity_at)
+            for q in module.quizzes:
+                at = quiz_done[q.id] = quiz_done_at(q, by_quiz[q.id])
+                if at:
+                    done_times.append(at)
+                    points += q.points
+        assignment_done: dict[str, datetime | None] = {}
+        if module.assignments:
+            by_assignment: dict[str, list[SubmissionState]] = {a.id: [] for a in module.assignments}
+            for sub in course.submissions.values():
+                held_submissions = by_assignment.get(sub.assignment_id)
+                if held_submissions is not None:
+                    held_submissions.append(sub)
+                    started = earliest(started, sub.first_seen_at)
+                    last = latest(last, sub.last_activity_at)
+            for task in module.assignments:
+                at = assignment_done[task.id] = assignment_done_at(task, by_assignment[task.id])
+                if at:
+                    done_times.append(at)
+                    points += task.points
+        self.lesson_done_at = lesson_done_at
         self.quiz_done = quiz_done
         self.assignment_done = assignment_done
         self.total_lessons = len(module.lessons)
-        self.completed_lessons = len(self.lesson_done_at)
+        self.completed_lessons = len(lesson_done_at)
         self.total_quizzes = len(module.quizzes)
         self.completed_quizzes = sum(1 for t in quiz_done.values() if t)
         self.total_assignments = len(module.assignments)
         self.completed_assignments = sum(1 for t in assignment_done.values() if t)
-        self.points = (
-            sum(x.points for x in module.lessons if lesson_done.get(x.id))
-            + sum(q.points for q in module.quizzes if quiz_done[q.id])
-            + sum(a.points for a in module.assignments if assignment_done[a.id])
-        )
+        self.points = points
         self.total = module.item_count
         self.done = self.completed_lessons + self.completed_quizzes + self.completed_assignments
-        done_times = [
-            *self.lesson_done_at,
-            *(t for t in quiz_done.values() if t),
-            *(t for t in assignment_done.values() if t),
-        ]
-        self.started_at, self.last_activity_at = self._times(course)
+        self.started_at, self.last_activity_at = started, last
         self.completed_at = (
             max(done_times) if self.total and self.done == self.total and done_times else None
         )
-        active = self.started_at is not None
-        self.status = status_of(self.done, self.total, active)
-
-    def _times(self, course: CourseState) -> tuple[datetime | None, datetime | None]:
-        module = self.module
-        lesson_ids = {x.id for x in module.lessons}
-        quiz_ids = {q.id for q in module.quizzes}
-        assignment_ids = {a.id for a in module.assignments}
-        # Folded in place: building a CourseState of the module's items would validate them
-        # all again, on every event, for every module.
-        return _fold_spans(
-            (v for k, v in course.lessons.items() if k in lesson_ids),
-            (v for v in course.quiz_attempts.values() if v.quiz_id in quiz_ids),
-            (v for v in course.submissions.values() if v.assignment_id in assignment_ids),
-        )
+        self.status = status_of(self.done, self.total, started is not None)
 
     def evidence(self) -> list[EvidenceFact]:
         facts = []
