@@ -25,7 +25,15 @@ from progress.ranges import (
     Score,
     Seconds,
 )
-from progress.schema import EventTime, Id, InputModel, OutputModel, content_hash, stable_id
+from progress.schema import (
+    EventTime,
+    Id,
+    InputModel,
+    OutputModel,
+    content_hash,
+    once_id,
+    stable_id,
+)
 from progress.structure import CourseStructure
 
 # --------------------------------------------------------------------------- consumed
@@ -385,7 +393,7 @@ class ProgressUpdated(PublishedEvent):
 
     @staticmethod
     def id_for(user_id: str, course_id: str, version: int) -> str:
-        return stable_id("ProgressUpdated", user_id, course_id, str(version))
+        return once_id("ProgressUpdated", user_id, course_id, str(version))
 
 
 class CourseCompleted(PublishedEvent):

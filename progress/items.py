@@ -99,9 +99,16 @@ def attempt_rows(
     structure: CourseStructure | None,
     quiz_id: str,
     event: ConsumedEvent | None = None,
+    *,
+    only: str | None = None,
+    since: AttemptState | None = None,
 ) -> tuple[list[QuizAttempt], list[QuizQuestionResponse]]:
     """Rows of every attempt at one quiz (their numbers depend on each other). ``event``:
-    the one being handled, whose answer its response row carries if it is the one kept."""
+    the one being handled, whose answer its response row carries if it is the one kept.
+
+    ``only``: the row of that attempt alone (the others' are as they were: its start did not
+    move). ``since``: that attempt before the event; the response rows of the answers it
+    held already (the same objects) are left out."""
     quiz = structure.quiz(quiz_id) if structure else None
     pass_mark = quiz.pass_mark if quiz else DEFAULT_PASS_MARK
     attempts = sorted(
@@ -113,6 +120,8 @@ def attempt_rows(
     answer = event if isinstance(event, QuizQuestionAnswered) else None
     digest = answer_digest(answer) if answer is not None else ""
     for number, (attempt_id, a) in enumerate(attempts, 1):
+        if only is not None and attempt_id != only:
+            continue
         row_id = stable_id("quiz_attempt", user_id, attempt_id)
         answered = len(a.responses)
         correct = sum(1 for r in a.responses.values() if r.correct)
@@ -144,7 +153,10 @@ def attempt_rows(
                 updated_at=a.last_activity_at,
             )
         )
+        held = since.responses if since is not None and attempt_id == only else {}
         for question_id, r in sorted(a.responses.items()):
+            if held.get(question_id) is r:
+                continue
             options: list[str] | None = None
             text: str | None = None
             if not r.answer_digest:

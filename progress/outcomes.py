@@ -75,7 +75,7 @@ from progress.rollup import (
 )
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
-from progress.state import CourseState, CourseSummary, KnownCourse, LearnerState
+from progress.state import AttemptState, CourseState, CourseSummary, KnownCourse, LearnerState
 from progress.structure import DEFAULT_PASS_MARK
 
 
@@ -559,6 +559,7 @@ def _snapshot(
         quizzes = touched.quizzes
         if quizzes is None:
             quizzes = sorted({a.quiz_id for a in course.quiz_attempts.values()})
+        only, since = _changed_attempt(course_id, course, touched, original)
         for quiz_id in quizzes:
             attempts, responses = attempt_rows(
                 state.user_id,
@@ -568,6 +569,8 @@ def _snapshot(
                 structure,
                 quiz_id,
                 touched.event,
+                only=only,
+                since=since,
             )
             parts["quiz_attempts"] += attempts
             parts["quiz_question_responses"] += responses
@@ -600,10 +603,33 @@ def _snapshot(
     )
 
 
+def _changed_attempt(
+    course_id: str, course: CourseState, touched: _Touched, original: LearnerState | None
+) -> tuple[str | None, AttemptState | None]:
+    """For ``items.attempt_rows``, when only the rows that changed are sent: the attempt the
+    quiz event changed, if the other attempts' numbers stand (its start did not move), and
+    that attempt as it was."""
+    event = touched.event
+    if original is None or touched.change is None or touched.change.kind != "quiz":
+        return None, None
+    attempt_id = event.attempt_id  # type: ignore[union-attr]
+    then_course = original.courses.get(course_id)
+    then = then_course.quiz_attempts.get(attempt_id) if then_course is not None else None
+    now = course.quiz_attempts[attempt_id]
+    if then is None or (then.started_at or then.first_seen_at) != (
+        now.started_at or now.first_seen_at
+    ):
+        return None, then
+    return attempt_id, then
+
+
 def _course_row_differs(then: CourseState, now: CourseState) -> bool:
     """Whether the course's row (``rollup.course_row``) differs but for its version."""
+    a, b = then.summary, now.summary
+    # The fields alone (a summary holds no model but its evidence): pydantic's __eq__ also
+    # compares what summaries never have, and this runs for every event.
     return (
-        then.summary != now.summary
+        (a.__dict__ != b.__dict__ if a is not None and b is not None else a is not b)
         or then.enrollment_id != now.enrollment_id
         or then.enrolled_at != now.enrolled_at
     )

@@ -516,13 +516,13 @@ def lesson_row(
 ) -> LessonProgress:
     lesson = state.courses[course_id].lessons[lesson_id]
     structure = known.structure if known else None
-    module_id = (structure.lesson_module(lesson_id) if structure else None) or lesson.module_id
+    module_id = lesson.module_id
     criteria = "completion-event"
     if structure:
         for module in structure.modules:
             for item in module.lessons:
-                if item.id == lesson_id:
-                    criteria = item.completion_criteria
+                if item.id == lesson_id:  # once at most: ids are unique in a structure
+                    module_id, criteria = module.id, item.completion_criteria
     return LessonProgress(
         id=stable_id("lesson_progress", state.user_id, course_id, lesson_id),
         user_id=state.user_id,

@@ -94,12 +94,18 @@ EventTime = Annotated[
 _NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4b59-9a57-2f1e4c0d8e11")
 
 
+def once_id(*parts: str) -> str:
+    """A UUID derived from its parts, as ``stable_id``, for an id named once (a version's
+    event): not remembered, so it does not push out the ids every snapshot names again."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
 # Every snapshot names the same rows again (a learner's user, course and module rows), so
 # their ids are remembered rather than hashed anew each time; a pure function, any size works.
 @functools.lru_cache(maxsize=1 << 16)
 def stable_id(*parts: str) -> str:
     """A UUID derived from its parts, so a replay gives every row and event the same id."""
-    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+    return once_id(*parts)
 
 
 def content_hash(payload: dict[str, Any]) -> str:

@@ -181,16 +181,19 @@ def test_an_answer_passes_through_to_its_response_row_only() -> None:
         [],
         ESSAY,
     )
-    # The next answer's snapshot has both rows: the other one's answer unchanged.
-    assert (response(second, "q1").selected_options, response(second, "q1").text_response) == (
-        None,
-        None,
-    )
+    # The next answer's snapshot has its own row only: the other one's is as it was.
+    assert [r.question_id for r in second.snapshot.quiz_question_responses] == ["q2"]
     assert (response(second, "q2").selected_options, response(second, "q2").text_response) == (
         ["b", "c"],
         "",
     )
-    assert response(second, "q1").correct is True  # the rules' facts stay in the state
+    # Sent again (a whole snapshot, as after a structure change), a row not carrying its
+    # answer says "unchanged"; the rules' facts stay in the state.
+    again = merge([first.snapshot, second.snapshot])
+    q1 = next(r for r in again.quiz_question_responses if r.question_id == "q1")
+    assert (q1.selected_options, q1.text_response, q1.correct) == ([], ESSAY, True)
+    [attempt] = second.state.courses["c1"].quiz_attempts.values()
+    assert attempt.responses["q1"].correct is True
 
 
 # ------------------------------------------------------------------ merging
