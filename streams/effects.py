@@ -33,6 +33,7 @@ from progress.snapshots import Snapshot, merge_within
 from progress.state import LearnerState
 from streams.errors import NoCurrentEvent
 from streams.learner_cache import LearnerCache
+from streams.model_codec import encode, require_field_dicts
 from streams.records import Records, delivered
 from streams.state_codec import encode_state
 from streams.tables import current_event, partition_of, write
@@ -50,6 +51,8 @@ class Effects:
     ) -> None:
         self.learners = learners
         self.cache = cache
+        for model in published:  # else ``encode`` would not write their documented JSON
+            require_field_dicts(model)
         self.published = published
         self.snapshots = snapshots
         self.records = records
@@ -84,7 +87,7 @@ class Effects:
         state = outcome.state
         key = state.user_id.encode()
         for e in outcome.published:
-            await self.send(self.published[type(e)], key, e.model_dump_json().encode())
+            await self.send(self.published[type(e)], key, encode(e))
             self.published_counts[type(e).__name__] += 1
         if outcome.changed:
             self._states[state.user_id] = (self._event_for_write(), state)

@@ -240,3 +240,9 @@ def test_a_large_state_is_still_compressed_and_its_json_is_pydantics() -> None:
     assert len(large.model_dump_json()) >= COMPRESS_FROM_BYTES
     assert zlib.decompress(stored) == large.model_dump_json().encode()
     assert decode_state(stored) == large
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of([models_of(kind) for kind in PublishedEvent.__subclasses__()]))
+def test_published_events_encode_to_pydantics_json(event: PublishedEvent) -> None:
+    assert encode(event) == event.model_dump_json().encode()
