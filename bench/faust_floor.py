@@ -109,7 +109,7 @@ def run_app(inputs: list[str], data_dir: str) -> None:
 
     from adapters.settings import Settings
     from streams import faust_fixes
-    from streams.app import BATCH_IDLE_S, app_options
+    from streams.app import app_options
     from streams.batching import batches
     from streams.records import Records, delivered, halt
     from streams.tables import partition_of, write
@@ -164,7 +164,7 @@ def run_app(inputs: list[str], data_dir: str) -> None:
             aiter(stream.events()),
             max_items=settings.worker_batch_max_events,
             max_wait_s=settings.worker_batch_max_wait_ms / 1000,
-            idle_s=BATCH_IDLE_S,
+            idle_s=settings.worker_batch_idle_ms / 1000,
         )
         async with aclosing(gathered):
             async for events in gathered:

@@ -52,10 +52,6 @@ from streams.records import EffectsFailed, Records, delivered, halt
 
 log = logging.getLogger(__name__)
 
-# A batch is handed over when no event came for this long: Faust's stream reads what is
-# waiting at a few thousand records per second, so a pause this long means nothing is.
-BATCH_IDLE_S = 0.005
-
 
 def app_options(settings: Settings) -> dict[str, Any]:
     """The worker's Faust settings but its id and data dir: one place, shared with the
@@ -189,7 +185,7 @@ def create_app(settings: Settings) -> faust.App:
             aiter(stream.events()),
             max_items=settings.worker_batch_max_events,
             max_wait_s=settings.worker_batch_max_wait_ms / 1000,
-            idle_s=BATCH_IDLE_S,
+            idle_s=settings.worker_batch_idle_ms / 1000,
         )
         async with aclosing(gathered):
             async for events in gathered:
