@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     # pause this long means nothing more is waiting. Shorter splits batches that could have
     # filled (more state writes per event); longer adds to every quiet-time event's latency.
     worker_batch_idle_ms: float = Field(default=5.0, ge=0)
+    # Faust's Monitor sensor (streams/monitor.py): "quiet" keeps only what Faust itself reads
+    # of it; "stock" also keeps its per-event statistics, which only Faust's web pages show
+    # (the worker runs without them), at about 2 µs per event (bench/faust_overhead.py).
+    worker_faust_monitor: Literal["quiet", "stock"] = "quiet"
 
     # Snapshot sink.
     sink_group_id: str = "lms-progress-sink"

@@ -21,6 +21,7 @@ from contextlib import aclosing
 from typing import Any
 
 import faust
+from faust.sensors import Monitor
 from faust.types import TableT
 
 from adapters.metrics import CommitClock, WorkerMetrics, new_registry
@@ -47,7 +48,8 @@ from streams.batching import batches
 from streams.credentials import broker_credentials
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
-from streams.monitoring import WorkerMonitor, readiness, register_collectors
+from streams.monitor import QuietMonitor
+from streams.monitoring import readiness, register_collectors, worker_monitor
 from streams.records import EffectsFailed, Records, delivered, halt
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ def app_options(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": settings.worker_session_timeout_seconds,
         "broker_heartbeat_interval": settings.worker_session_timeout_seconds / 3,
         "web_enabled": False,
+        # Without the web pages nothing reads the Monitor's per-event statistics.
+        "Monitor": QuietMonitor if settings.worker_faust_monitor == "quiet" else Monitor,
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
@@ -92,7 +96,7 @@ def create_app(settings: Settings) -> faust.App:
     registry = new_registry()
     commits = CommitClock()
     metrics = WorkerMetrics(registry, commits)
-    monitor = WorkerMonitor(commits)
+    monitor = worker_monitor(settings, commits)
     monitor.probes = ProbeServer(
         "worker",
         settings.worker_http_host,

@@ -19,8 +19,10 @@ from prometheus_client import CollectorRegistry
 
 from adapters.metrics import CommitClock, LagGauge, Tallies, consumer_lag
 from adapters.probes import ProbeServer, Readiness
+from adapters.settings import Settings
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
+from streams.monitor import QuietMonitor
 
 
 class WorkerMonitor(Monitor):
@@ -46,6 +48,17 @@ class WorkerMonitor(Monitor):
         if self.probes is not None:
             await self.probes.stop()
         await super().on_stop()
+
+
+class QuietWorkerMonitor(QuietMonitor, WorkerMonitor):
+    """The same, without Faust's per-event statistics (streams/monitor.py)."""
+
+
+def worker_monitor(settings: Settings, clock: CommitClock) -> WorkerMonitor:
+    """The worker's monitor, quiet unless ``WORKER_FAUST_MONITOR=stock``."""
+    if settings.worker_faust_monitor == "quiet":
+        return QuietWorkerMonitor(clock)
+    return WorkerMonitor(clock)
 
 
 def readiness(app: faust.App, clock: CommitClock) -> Readiness:
