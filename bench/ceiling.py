@@ -30,6 +30,7 @@ async def measure(env: BenchEnv) -> dict[str, float]:
         consumer.assign(list(remaining))
         await consumer.seek_to_beginning(*remaining)
         first = time.perf_counter()
+        cpu = time.process_time()  # this process's: the consumer's fetcher is in it too
         while remaining:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, records in batch.items():
@@ -43,6 +44,7 @@ async def measure(env: BenchEnv) -> dict[str, float]:
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
         elapsed = time.perf_counter() - first
+        cpu = time.process_time() - cpu
     finally:
         await consumer.stop()
     return {
@@ -50,4 +52,5 @@ async def measure(env: BenchEnv) -> dict[str, float]:
         "invalid": float(invalid),
         "seconds": elapsed,
         "events_per_s": (decoded + invalid) / elapsed if elapsed else 0.0,
+        "cpu_us_per_event": cpu * 1e6 / max(decoded + invalid, 1),
     }

@@ -50,17 +50,25 @@ _COUNTS = re.compile(r"faust floor: (\d+) events in (\d+) batches, (\d+) table w
 log = logging.getLogger(__name__)
 
 
-def names(prefix: str) -> tuple[str, str, str]:
+# ``worker``: as the worker runs (its settings' Monitor); the others are bench/faust_overhead.py's:
+# ``full`` with Faust's stock Monitor, ``quiet`` with streams.monitor.QuietMonitor,
+# ``no_table`` quiet without the table writes, ``drain`` quiet and only acking each batch.
+VARIANTS = ("worker", "full", "quiet", "no_table", "drain")
+
+
+def names(prefix: str, variant: str = "worker") -> tuple[str, str, str]:
     """The app id (also its consumer group), its published-events topic, its snapshot topic."""
-    app_id = f"{prefix}{APP_NAME}"
+    app_id = f"{prefix}{APP_NAME}" + ("" if variant == "worker" else f"-{variant}")
     return app_id, f"{app_id}.published", f"{app_id}.snapshots"
 
 
-async def measure(env: BenchEnv, *, within: float = 900.0) -> dict[str, float]:
+async def measure(
+    env: BenchEnv, *, within: float = 900.0, variant: str = "worker"
+) -> dict[str, float]:
     settings = env.settings
     bootstrap = settings.kafka_bootstrap
     inputs = [topic_for(settings.topics, kind) for kind in KINDS]
-    group, published, snapshots = names(settings.topic_prefix)
+    group, published, snapshots = names(settings.topic_prefix, variant)
     await create_topics(env, [published, snapshots])
     target = await end_offsets(bootstrap, inputs)
     app = Service(
@@ -68,12 +76,14 @@ async def measure(env: BenchEnv, *, within: float = 900.0) -> dict[str, float]:
             sys.executable,
             "-m",
             "bench.faust_floor",
+            "--variant",
+            variant,
             "--data-dir",
-            str(env.work_dir / "faust-floor-state"),
+            str(env.work_dir / f"faust-floor-{variant}-state"),
             *inputs,
         ],
         env.process_env(),
-        env.work_dir / "logs" / "faust-floor.log",
+        env.work_dir / "logs" / f"faust-floor-{variant}.log",
     )
     clock = CpuClock.start(app.pid)
     try:
@@ -103,22 +113,29 @@ async def measure(env: BenchEnv, *, within: float = 900.0) -> dict[str, float]:
     return figures
 
 
-def run_app(inputs: list[str], data_dir: str) -> None:
+def run_app(inputs: list[str], data_dir: str, variant: str = "worker") -> None:
     import faust
+    from faust.sensors import Monitor
     from faust.types import EventT
 
     from adapters.settings import Settings
     from streams import faust_fixes
     from streams.app import app_options
     from streams.batching import batches
+    from streams.monitor import QuietMonitor
     from streams.records import Records, delivered, halt
     from streams.tables import partition_of, write
 
     settings = Settings()
-    app_id, published_name, snapshots_name = names(settings.topic_prefix)
+    app_id, published_name, snapshots_name = names(settings.topic_prefix, variant)
     faust_fixes.apply()
-    # As streams.app.create_app, but for the app id and the data dir.
-    app = faust.App(app_id, datadir=data_dir, **app_options(settings))
+    # As streams.app.create_app, but for the app id and the data dir (and the variant's Monitor).
+    options = app_options(settings)
+    if variant == "full":
+        options["Monitor"] = Monitor
+    elif variant != "worker":
+        options["Monitor"] = QuietMonitor
+    app = faust.App(app_id, datadir=data_dir, **options)
 
     def topic(*topic_names: str) -> faust.TopicT:
         return app.topic(*topic_names, key_type=bytes, value_type=bytes)
@@ -140,6 +157,12 @@ def run_app(inputs: list[str], data_dir: str) -> None:
     counts = {"events": 0, "batches": 0, "writes": 0}
 
     async def handle(events: list[EventT]) -> None:
+        if variant == "drain":
+            if not counts["batches"]:  # one record, the start the run is timed from
+                await delivered([await records.send(snapshots, b"start", snapshot_value)])
+            counts["events"] += len(events)
+            counts["batches"] += 1
+            return
         deliveries = []
         last: dict[bytes, EventT] = {}  # in the order of each key's first event
         for event in events:
@@ -148,13 +171,15 @@ def run_app(inputs: list[str], data_dir: str) -> None:
             last[key] = event
         await delivered(deliveries)
         for key, event in last.items():
+            if variant == "no_table":
+                break
             with partition_of(event):
                 write(learners, key.decode(errors="replace"), state_value)
         sent = [await records.send(snapshots, key, snapshot_value) for key in last]
         await delivered(sent)
         counts["events"] += len(events)
         counts["batches"] += 1
-        counts["writes"] += len(last)
+        counts["writes"] += 0 if variant == "no_table" else len(last)
 
     @app.agent(source, name="floor_events")
     async def floor_events(stream: faust.StreamT[bytes]) -> None:
@@ -197,9 +222,10 @@ def run_app(inputs: list[str], data_dir: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="the Faust floor peer")
     parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--variant", choices=VARIANTS, default="worker")
     parser.add_argument("inputs", nargs="+")
     args = parser.parse_args()
-    run_app(args.inputs, str(args.data_dir))
+    run_app(args.inputs, str(args.data_dir), args.variant)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ async def measure(env: BenchEnv, *, budget: float = 30.0) -> dict[str, float]:
                 record = await consumer.getone()
                 if started is None:
                     started = time.perf_counter()
+                    cpu = time.process_time()
                 try:
                     event = decode_event(kinds[record.topic], record.key, record.value)
                 except InvalidEvent:
@@ -91,6 +92,13 @@ async def measure(env: BenchEnv, *, budget: float = 30.0) -> dict[str, float]:
                 await consumer.commit({tp: record.offset + 1})
                 handled += 1
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
         finally:
             await consumer.stop()
-    return {"events": float(handled), "seconds": elapsed, "events_per_s": handled / elapsed}
+    return {
+        "events": float(handled),
+        "seconds": elapsed,
+        "events_per_s": handled / elapsed,
+        # The client's CPU only (this process): PostgreSQL's own work is not in it.
+        "cpu_us_per_event": cpu * 1e6 / max(handled, 1),
+    }

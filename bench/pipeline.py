@@ -11,7 +11,8 @@ writes itself) is the moment every table update and published event of the input
 durable in Kafka. It is timed from the CreateTime of the first snapshot the worker wrote
 (its process start, group join and table recovery excluded) to that moment, polled every
 0.2 s, so the figure also pays for up to one Faust commit interval (2.8 s) at the end. Its
-CPU time per event is read off the same window (``CpuClock``).
+CPU time per event is read off the same window (``CpuClock``). Then the size of each
+learner's newest state in the ``learners`` changelog, as stored (p50, p99, max).
 
 Sink, events/s to committed PostgreSQL snapshots. The sink then starts on the finished
 snapshot topic and is timed from its "sink consuming" log line to the moment its group
@@ -38,6 +39,7 @@ from bench.env import BenchEnv
 from bench.loadgen import KINDS, topic_for
 from bench.offsets import end_offsets, first_record_time, total, wait_for_group
 from bench.services import Service
+from bench.stored_states import percentiles, stored_state_sizes
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
@@ -71,6 +73,7 @@ async def measure(
         raise RuntimeError(f"the worker wrote no snapshots; see {worker.log_path}")
     worker_s = done - first
     batching = _batching(worker.log_text())
+    states = percentiles(await stored_state_sizes(settings), "state_bytes")
     snapshots = total(await end_offsets(bootstrap, [t.snapshots]))
     published = total(await end_offsets(bootstrap, published_topics(t).values()))
 
@@ -96,6 +99,7 @@ async def measure(
         "sink_snapshots_per_s": snapshots / sink_s,
         "to_postgres_events_per_s": events / (worker_s + sink_s),
         **batching,
+        **states,
     }
 
 

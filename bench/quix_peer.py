@@ -26,6 +26,7 @@ from typing import Any
 from bench.env import BenchEnv, create_topics
 from bench.loadgen import ACTIVITY_KINDS, Course, topic_for
 from bench.offsets import end_offsets, first_record_time, total, wait_for_group
+from bench.pipeline import CpuClock
 from bench.services import Service
 
 
@@ -61,9 +62,11 @@ async def measure(
         env.process_env(),
         env.work_dir / "logs" / "quix.log",
     )
+    clock = CpuClock.start(app.pid)
     try:
         done = await wait_for_group(bootstrap, group, target, within=within, alive=app.alive)
     finally:
+        clock.stop()
         app.stop()
     first = await first_record_time(bootstrap, output)
     if first is None:
@@ -74,6 +77,8 @@ async def measure(
         "events": float(events),
         "seconds": seconds,
         "events_per_s": events / seconds,
+        # As the worker's (bench/pipeline.py): the process's CPU time over the same window.
+        "cpu_us_per_event": clock.between(first, done) * 1e6 / events,
         "rollups": float(total(await end_offsets(bootstrap, [output]))),
     }
 

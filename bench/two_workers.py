@@ -1,0 +1,88 @@
+"""Two workers against one: the real ``progress worker`` twice, in one consumer group, on the
+same pre-produced input as the pipeline section's one worker.
+
+Both processes start at once under a worker app id of their own (a consumer group and table
+changelogs no other section uses), each with its own data dir, and share the input's
+partitions between them. They are timed as the pipeline's worker is (bench/pipeline.py): from
+the CreateTime of the first snapshot either wrote to the moment the group has committed the
+end of every input partition and of the catalog broadcast; CPU time is both processes' over
+that window. Their snapshots and published events go to the run's topics after the pipeline's
+(the window starts at the first snapshot written since this section started), so this section
+runs after every section that reads them (``bench.run.SECTIONS``).
+
+The ratio to one worker is taken against the pipeline section's figure of the same run
+(``bench.run``): same input, same settings, one process.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from adapters.topics import ensure_topics
+from bench.env import BenchEnv
+from bench.loadgen import KINDS, topic_for
+from bench.offsets import end_offsets, first_record_time, total, wait_for_group
+from bench.pipeline import CpuClock
+from bench.services import Service
+
+APP_ID = "two-workers"
+
+_REPORT = re.compile(
+    r"processed (\d+) learner events.*?(\d+) batches of ([\d.]+) events on average, "
+    r"([\d.]+) learner-state writes per event"
+)
+
+
+async def measure(env: BenchEnv, *, within: float = 900.0) -> dict[str, Any]:
+    settings = env.settings.model_copy(update={"worker_app_id": APP_ID})
+    t = settings.topics
+    bootstrap = settings.kafka_bootstrap
+    await ensure_topics(settings)  # this app id's table changelogs
+    inputs = await end_offsets(bootstrap, [topic_for(t, kind) for kind in KINDS])
+    snapshots_before = await end_offsets(bootstrap, [t.snapshots])
+    workers = [
+        Service.progress(
+            env,
+            "worker",
+            settings.model_copy(update={"worker_data_dir": env.work_dir / f"two-workers-{n}"}),
+            name=f"two-workers-{n}",
+        )
+        for n in (1, 2)
+    ]
+    clocks = [CpuClock.start(worker.pid) for worker in workers]
+    group = f"{t.prefix}{APP_ID}"
+
+    def alive() -> bool:
+        return all(worker.alive() for worker in workers)
+
+    try:
+        await wait_for_group(bootstrap, group, inputs, within=within, alive=alive)
+        broadcast = await end_offsets(bootstrap, [t.catalog_broadcast])
+        done = await wait_for_group(bootstrap, group, broadcast, within=60, alive=alive)
+    finally:
+        for clock in clocks:
+            clock.stop()
+        for worker in workers:
+            worker.stop()
+    first = await first_record_time(bootstrap, t.snapshots, after=snapshots_before)
+    if first is None:
+        raise RuntimeError(f"the two workers wrote no snapshots; see {workers[0].log_path}")
+    events = total(inputs)
+    seconds = done - first
+    figures: dict[str, Any] = {
+        "events": float(events),
+        "seconds": seconds,
+        "events_per_s": events / seconds,
+        "cpu_us_per_event": sum(c.between(first, done) for c in clocks) * 1e6 / events,
+        "startup_seconds": first - min(worker.started for worker in workers),
+    }
+    # Each worker's share of the events, from its last report: the group split the load.
+    for n, worker in enumerate(workers, start=1):
+        found = _REPORT.findall(worker.log_text())
+        if found:
+            processed, _, mean, writes = found[-1]
+            figures[f"worker{n}_events"] = float(processed)
+            figures[f"worker{n}_mean_batch"] = float(mean)
+            figures[f"worker{n}_state_writes_per_event"] = float(writes)
+    return figures
