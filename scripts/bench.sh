@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/stack.sh up
 scripts/bootstrap.sh
-# The bench extra (Quix Streams, pyinstrument) is not part of the test set-up.
-if ! .venv/bin/python -c "import quixstreams, pyinstrument" 2>/dev/null; then
+# The bench extra (Quix Streams, pyinstrument, py-spy) is not part of the test set-up.
+if ! .venv/bin/python -c "import quixstreams, pyinstrument" 2>/dev/null || [ ! -x .venv/bin/py-spy ]; then
   .venv/bin/pip install -q -e '.[test,bench]'
 fi
 exec .venv/bin/python -m bench.run "$@"
