@@ -246,3 +246,21 @@ def test_a_large_state_is_still_compressed_and_its_json_is_pydantics() -> None:
 @given(st.one_of([models_of(kind) for kind in PublishedEvent.__subclasses__()]))
 def test_published_events_encode_to_pydantics_json(event: PublishedEvent) -> None:
     assert encode(event) == event.model_dump_json().encode()
+
+
+def test_states_the_core_derives_encode_to_pydantics_json_and_read_back_equal() -> None:
+    # Real states, not only generated field values: the benchmark's workload through the
+    # core (bench/core.py), quizzes, submissions, evidence and all.
+    from bench.core import _Core
+    from bench.loadgen import generate
+
+    workload = generate(users=40, courses=3, events=1_500, seed=11)
+    core = _Core()
+    for start in range(0, len(workload.records), 100):
+        core.batch(workload.records[start : start + 100])
+    assert len(core.states) > 20
+    courses = [c for state in core.states.values() for c in state.courses.values()]
+    assert any(c.quiz_attempts for c in courses) and any(c.submissions for c in courses)
+    for state in core.states.values():
+        assert encode(state) == state.model_dump_json().encode()
+        assert decode_state(encode_state(state)) == state
