@@ -15,7 +15,7 @@ is measured here, in batches of ``batch`` consecutive events:
   one met here is counted in ``skipped`` and not applied;
 - encode what the worker writes: each published event's JSON as it is derived, and at the end
   of the batch each changed learner's state (``streams.state_codec.encode_state``) and its
-  snapshots merged (``progress.snapshots.merge_within``), once per learner per batch.
+  snapshots merged (``streams.effects.snapshot_messages``), once per learner per batch.
 
 Not included: the worker's erasure check, member-index bookkeeping, the exact size check of
 ``_fits`` (it encodes only near the limit) and anything Faust or Kafka do.
@@ -37,7 +37,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.topics import SNAPSHOT_MAX_BYTES
 from bench.loadgen import Record, Workload, generate
 from progress.decode import decode_event
 from progress.events import CourseUpdated, PublishedEvent
@@ -45,8 +44,9 @@ from progress.facts import merge_course_update
 from progress.kinds import InCourse, handling_of
 from progress.learner_rules import Catalog
 from progress.outcomes import Outcome, on_course_known
-from progress.snapshots import Snapshot, merge_within
+from progress.snapshots import Snapshot
 from progress.state import KnownCourse, LearnerState
+from streams.effects import snapshot_messages
 from streams.state_codec import encode_state
 
 # The worker's batch bound (streams/app.py: take_events).
@@ -126,11 +126,7 @@ class _Core:
         t2 = time.process_time()
         published_bytes = sum(len(e.model_dump_json().encode()) for e in published)
         stored = [encode_state(state) for state in changed.values()]
-        messages = [
-            len(value)
-            for made in snapshots.values()
-            for value in merge_within(made, SNAPSHOT_MAX_BYTES)
-        ]
+        messages = [len(value) for made in snapshots.values() for value in snapshot_messages(made)]
         t3 = time.process_time()
         # Outside the timed phases: the JSON size of the states stored compressed.
         for value in stored:

@@ -27,9 +27,16 @@ from pydantic import (
     field_serializer,
 )
 
+import streams.effects
+from adapters.topics import SNAPSHOT_MAX_BYTES
+from bench.codecs import _Sampling
+from bench.core import _Core
+from bench.loadgen import generate as generate_workload
+from progress.decode import decode_event
 from progress.events import PublishedEvent
-from progress.snapshots import Snapshot
+from progress.snapshots import Snapshot, merge_within
 from progress.state import LearnerState, PathSummary
+from streams.effects import snapshot_messages
 from streams.model_codec import encode, require_field_dicts
 from streams.state_codec import COMPRESS_FROM_BYTES, decode_state, encode_state
 
@@ -251,10 +258,7 @@ def test_published_events_encode_to_pydantics_json(event: PublishedEvent) -> Non
 def test_states_the_core_derives_encode_to_pydantics_json_and_read_back_equal() -> None:
     # Real states, not only generated field values: the benchmark's workload through the
     # core (bench/core.py), quizzes, submissions, evidence and all.
-    from bench.core import _Core
-    from bench.loadgen import generate
-
-    workload = generate(users=40, courses=3, events=1_500, seed=11)
+    workload = generate_workload(users=40, courses=3, events=1_500, seed=11)
     core = _Core()
     for start in range(0, len(workload.records), 100):
         core.batch(workload.records[start : start + 100])
@@ -264,3 +268,35 @@ def test_states_the_core_derives_encode_to_pydantics_json_and_read_back_equal() 
     for state in core.states.values():
         assert encode(state) == state.model_dump_json().encode()
         assert decode_state(encode_state(state)) == state
+
+
+def test_snapshots_the_core_derives_encode_to_pydantics_json() -> None:
+    workload = generate_workload(users=40, courses=3, events=1_500, seed=12)
+    core = _Sampling()
+    for start in range(0, len(workload.records), 100):
+        core.batch(workload.records[start : start + 100])
+    assert len(core.sampled) > 20
+    for snapshot in core.sampled:
+        assert encode(snapshot) == snapshot.model_dump_json().encode()
+
+
+def test_a_learners_snapshots_are_sent_as_merge_within_would_encode_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workload = generate_workload(users=10, courses=2, events=600, seed=13)
+    made: dict[str, list[Snapshot]] = {}
+    core = _Core()
+    for record in workload.records:
+        for outcome in core.derive(decode_event(record.kind, record.key, record.value)):
+            core.states[outcome.state.user_id] = outcome.state
+            made.setdefault(outcome.state.user_id, []).append(outcome.snapshot)
+    runs = [snapshots[:n] for snapshots in made.values() for n in (1, 2, len(snapshots))]
+    assert any(len(run) > 2 for run in runs)
+    for run in runs:
+        assert snapshot_messages(run) == merge_within(run, SNAPSHOT_MAX_BYTES)
+    # Over the limit, merged by runs: as merge_within does.
+    monkeypatch.setattr(streams.effects, "SNAPSHOT_MAX_BYTES", 3_000)
+    split = [run for run in runs if len(merge_within(run, 3_000)) > 1]
+    assert split
+    for run in split:
+        assert snapshot_messages(run) == merge_within(run, 3_000)
