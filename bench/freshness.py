@@ -155,11 +155,16 @@ async def _probe(
     latencies: list[float],
     missed: list[str],
 ) -> None:
+    before = len(latencies)
     try:
         await _probe_courses(producer, http, env, base, user, courses, deadline, poll, latencies)
     except TimeoutError as error:
         # The pipeline fell behind the load: counted, and the probe learner stops.
         missed.append(str(error))
+        return
+    if len(latencies) == before:
+        # The deadline passed before the probe's enrolment showed: as far behind as a miss.
+        missed.append(f"{user}: no lesson timed before the deadline")
 
 
 async def _probe_courses(

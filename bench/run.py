@@ -45,7 +45,8 @@ from bench import (
     two_workers,
 )
 from bench.env import BenchEnv, cleanup, create_env, prepare
-from bench.loadgen import Workload, generate, produce, self_check
+from bench.loadgen import KINDS, Workload, generate, produce, self_check, topic_for
+from bench.offsets import Offsets, end_offsets
 
 log = logging.getLogger("bench")
 
@@ -60,6 +61,9 @@ class Context:
     workload: Workload
     args: argparse.Namespace
     results: dict[str, Any] = field(default_factory=dict)
+    # Where the input topics ended once the workload was produced: sections that run after
+    # others added input (freshness) measure on this input alone.
+    produced: Offsets = field(default_factory=dict)
 
 
 Measure = Callable[[Context], Awaitable[dict[str, Any]]]
@@ -132,7 +136,7 @@ async def _state_recovery(ctx: Context) -> dict[str, Any]:
 
 
 async def _two_workers(ctx: Context) -> dict[str, Any]:
-    return await two_workers.measure(ctx.env)
+    return await two_workers.measure(ctx.env, inputs=ctx.produced)
 
 
 # Run in this order; freshness needs the pipeline's worker state, and two_workers writes to
@@ -368,6 +372,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             env.settings.kafka_bootstrap, env.settings.topics, workload.records
         )
         ctx = Context(env=env, workload=workload, args=args, results=report["results"])
+        ctx.produced = await end_offsets(
+            env.settings.kafka_bootstrap, [topic_for(env.settings.topics, kind) for kind in KINDS]
+        )
         for name, measure in SECTIONS:
             if args.only and name not in args.only:
                 continue
