@@ -81,25 +81,17 @@ async def wait_for_group(
         await admin.close()
 
 
-async def first_record_time(
-    bootstrap: str, topic: str, within: float = 10.0, after: Offsets | None = None
-) -> float | None:
-    """The earliest CreateTime (in seconds) among the first records of each partition; with
-    ``after`` (end offsets taken earlier), among the first records written since."""
-    since = after or {}
+async def first_record_time(bootstrap: str, topic: str, within: float = 10.0) -> float | None:
+    """The earliest CreateTime (in seconds) among the first records of each partition."""
     ends = await end_offsets(bootstrap, [topic])
-    wanted = {tp for tp, end in ends.items() if end > since.get(tp, 0)}
+    wanted = {tp for tp, end in ends.items() if end > 0}
     if not wanted:
         return None
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(wanted))
-        for tp in wanted:
-            if tp in since:
-                consumer.seek(tp, since[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
+        await consumer.seek_to_beginning(*wanted)
         earliest: float | None = None
         deadline = time.monotonic() + within
         while wanted and time.monotonic() < deadline:

@@ -45,8 +45,7 @@ from bench import (
     two_workers,
 )
 from bench.env import BenchEnv, cleanup, create_env, prepare
-from bench.loadgen import KINDS, Workload, generate, produce, self_check, topic_for
-from bench.offsets import Offsets, end_offsets
+from bench.loadgen import Workload, generate, produce, self_check
 
 log = logging.getLogger("bench")
 
@@ -61,9 +60,6 @@ class Context:
     workload: Workload
     args: argparse.Namespace
     results: dict[str, Any] = field(default_factory=dict)
-    # Where the input topics ended once the workload was produced: sections that run after
-    # others added input (freshness) measure on this input alone.
-    produced: Offsets = field(default_factory=dict)
 
 
 Measure = Callable[[Context], Awaitable[dict[str, Any]]]
@@ -136,11 +132,10 @@ async def _state_recovery(ctx: Context) -> dict[str, Any]:
 
 
 async def _two_workers(ctx: Context) -> dict[str, Any]:
-    return await two_workers.measure(ctx.env, inputs=ctx.produced)
+    return await two_workers.measure(ctx.env, ctx.workload)
 
 
-# Run in this order; freshness needs the pipeline's worker state, and two_workers writes to
-# the run's output topics after everything that reads them. New sections go here.
+# Run in this order; freshness needs the pipeline's worker state. New sections go here.
 SECTIONS: list[tuple[str, Measure]] = [
     ("ceiling", _ceiling),
     ("core", _core),
@@ -372,9 +367,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             env.settings.kafka_bootstrap, env.settings.topics, workload.records
         )
         ctx = Context(env=env, workload=workload, args=args, results=report["results"])
-        ctx.produced = await end_offsets(
-            env.settings.kafka_bootstrap, [topic_for(env.settings.topics, kind) for kind in KINDS]
-        )
         for name, measure in SECTIONS:
             if args.only and name not in args.only:
                 continue

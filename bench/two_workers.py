@@ -1,21 +1,19 @@
 """Two workers against one: the real ``progress worker`` twice, in one consumer group, on the
-same pre-produced input as the pipeline section's one worker.
+same workload as the pipeline section's one worker.
 
-Both processes start at once under a worker app id of their own (a consumer group and table
-changelogs no other section uses), each with its own data dir, and share the input's
-partitions between them. They are timed as the pipeline's worker is (bench/pipeline.py): from
-the CreateTime of the first snapshot either wrote to the moment the group has committed the
-end of every input partition and of the catalog broadcast; CPU time is both processes' over
-that window. Their snapshots and published events go to the run's topics after the pipeline's
-(the window starts at the first snapshot written since this section started), so this section
-runs after every section that reads them (``bench.run.SECTIONS``).
+The workload is produced again under a topic prefix of this section's own (``<run>.two.``,
+deleted with the run's topics), so the two workers start from nothing as the pipeline's
+worker did, and nothing another section reads or adds (freshness's load) is in their way.
+Both processes start at once, as a deploy would start them, each with its own data dir, and
+share the input's partitions. They are timed as the pipeline's worker is (bench/pipeline.py):
+from the CreateTime of the first snapshot either wrote to the moment the group has committed
+the end of every input partition and of the catalog broadcast; CPU time is both processes'
+over that window. The second one's joining (a rebalance, and the replay of what the first had
+handled but not committed) is inside the window, so their event counts can add up to more
+than the input.
 
 The ratio to one worker is taken against the pipeline section's figure of the same run
-(``bench.run``): same input, same settings, one process. The group reads any input added
-after the pipeline section too (freshness's), but is timed to the input the pipeline had.
-Both start at once, as a deploy would start them: the second one's joining (a rebalance,
-and the replay of what the first had handled but not committed) is inside the window, so
-the two workers' event counts add up to more than the input.
+(``bench.run``): same workload, same settings, one process.
 """
 
 from __future__ import annotations
@@ -23,10 +21,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from adapters.topics import ensure_topics
+from adapters.topics import ensure_topics, learner_input_topics
 from bench.env import BenchEnv
-from bench.loadgen import KINDS, topic_for
-from bench.offsets import Offsets, end_offsets, first_record_time, total, wait_for_group
+from bench.loadgen import KINDS, Workload, produce, topic_for
+from bench.offsets import end_offsets, first_record_time, total, wait_for_group
 from bench.pipeline import CpuClock
 from bench.services import Service
 
@@ -38,18 +36,15 @@ _REPORT = re.compile(
 )
 
 
-async def measure(
-    env: BenchEnv, *, inputs: Offsets | None = None, within: float = 900.0
-) -> dict[str, Any]:
-    """Timed until the group committed ``inputs`` (the input as the pipeline section had it:
-    freshness adds to it later), or where the input topics end now."""
-    settings = env.settings.model_copy(update={"worker_app_id": APP_ID})
+async def measure(env: BenchEnv, workload: Workload, *, within: float = 900.0) -> dict[str, Any]:
+    prefix = f"{env.settings.topic_prefix}two."
+    settings = env.settings.model_copy(update={"topic_prefix": prefix, "worker_app_id": APP_ID})
     t = settings.topics
     bootstrap = settings.kafka_bootstrap
-    await ensure_topics(settings)  # this app id's table changelogs
-    if not inputs:
-        inputs = await end_offsets(bootstrap, [topic_for(t, kind) for kind in KINDS])
-    snapshots_before = await end_offsets(bootstrap, [t.snapshots])
+    await ensure_topics(settings)
+    await end_offsets(bootstrap, learner_input_topics(t))  # every new partition has a leader
+    await produce(bootstrap, t, workload.records)
+    inputs = await end_offsets(bootstrap, [topic_for(t, kind) for kind in KINDS])
     workers = [
         Service.progress(
             env,
@@ -74,7 +69,7 @@ async def measure(
             clock.stop()
         for worker in workers:
             worker.stop()
-    first = await first_record_time(bootstrap, t.snapshots, after=snapshots_before)
+    first = await first_record_time(bootstrap, t.snapshots)
     if first is None:
         raise RuntimeError(f"the two workers wrote no snapshots; see {workers[0].log_path}")
     events = total(inputs)
