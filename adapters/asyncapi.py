@@ -24,6 +24,7 @@ from adapters.topics import (
     topic_specs,
 )
 from progress.catalog import CatalogSnapshot, catalog_entry_adapter
+from progress.content import ContentRecord, ContentRestore
 from progress.events import (
     AssignmentEvent,
     DeadLetter,
@@ -45,7 +46,8 @@ FAMILIES: dict[type[BaseModel], TypeAdapter[Any]] = {
     QuizEvent: quiz_activity_adapter,
     AssignmentEvent: assignment_activity_adapter,
 }
-_SINK_MESSAGE: TypeAdapter[Any] = TypeAdapter(Snapshot | CatalogSnapshot | Erasure)
+_SINK_MESSAGE: TypeAdapter[Any] = TypeAdapter(Snapshot | CatalogSnapshot | Erasure | ContentRestore)
+_CONTENT: TypeAdapter[Any] = TypeAdapter(ContentRecord | None)
 _DEAD_LETTER: TypeAdapter[Any] = TypeAdapter(DeadLetter)
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
@@ -122,11 +124,25 @@ def _channels(settings: Settings) -> list[_Channel]:
         _Channel(
             t.snapshots,
             "Worker to sink: a learner's rows (Snapshot, keyed by user_id), an erasure "
-            "(keyed by user_id) or a catalog row (keyed catalog/<kind>/<id>)",
+            "(keyed by user_id) or a catalog row (keyed catalog/<kind>/<id>); from "
+            "`progress resnapshot`, also a piece of bulky content to restore into its row "
+            "(ContentRestore, keyed by user_id, behind the learner's rows)",
             "user_id, or catalog/<kind>/<id>",
             _SINK_MESSAGE,
             "serialization",
             (("send", "worker"), ("receive", "sink")),
+        ),
+        _Channel(
+            t.content,
+            "Bulky content (quiz answers, submissions' content, feedback), one record per "
+            "piece, written by the worker when an event brings new content, on the partition "
+            "of the learner's state; compacted: the newest record of a key is the content "
+            "of its digest; null (a tombstone) when the content became empty or the learner "
+            "was erased. Read by `progress resnapshot`",
+            "<row id>/<part>, part: answer, submission or feedback",
+            _CONTENT,
+            "serialization",
+            (("send", "worker"), ("receive", "resnapshot")),
         ),
         _Channel(
             t.dead_letter,

@@ -121,6 +121,11 @@ class Topics(BaseModel):
     def snapshots(self) -> str:
         return self.produced("snapshots")
 
+    # Internal, compacted: each piece of bulky content, keyed <row id>/<part> (progress.content).
+    @property
+    def content(self) -> str:
+        return self.produced("content")
+
     @property
     def dead_letter(self) -> str:
         return self.produced("dead-letter")

@@ -30,6 +30,11 @@ LEARNER_STATE_MAX_BYTES = 2_000_000
 LEARNERS_CHANGELOG_MAX_BYTES = 2_500_000
 DEAD_LETTER_MAX_BYTES = 3_000_000
 SNAPSHOT_MAX_BYTES = 8_000_000
+# A piece of bulky content (progress/content.py) comes from one input message, which is at most
+# 1,000,000 bytes (docs/reliability.md#bounds): its record, with the row's ids, stays below
+# the limit checked, and the topic takes a little more.
+CONTENT_MAX_BYTES = 1_500_000
+CONTENT_TOPIC_MAX_BYTES = 2_000_000
 SINK_DEAD_LETTER_MAX_BYTES = SNAPSHOT_MAX_BYTES * 4 // 3 + 1_000_000
 PRODUCER_MAX_REQUEST_BYTES = SNAPSHOT_MAX_BYTES + 100_000
 
@@ -106,7 +111,8 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     newest record per key must stay readable forever (catalogs, table changelogs), a larger
     record limit where records may pass the broker's default (streams/records.py), and an
     explicit retention (``TOPIC_INPUT_RETENTION_HOURS``: learner input and dead letters;
-    ``TOPIC_SNAPSHOT_RETENTION_HOURS``: snapshots)."""
+    ``TOPIC_SNAPSHOT_RETENTION_HOURS``: snapshots). The content topic is compacted, with its
+    own record limit."""
     t = settings.topics
     inputs = _retention(settings.topic_input_retention_hours)
     snapshots = _retention(settings.topic_snapshot_retention_hours)
@@ -115,6 +121,8 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     configs |= {changelog_topic(settings, table): dict(_COMPACTED) for table in TABLES}
     configs[changelog_topic(settings, LEARNERS_TABLE)] |= _max_bytes(LEARNERS_CHANGELOG_MAX_BYTES)
     configs[t.snapshots] = _max_bytes(SNAPSHOT_MAX_BYTES) | snapshots
+    # Compacted, no time limit: the newest record of each piece is what a rebuild restores.
+    configs[t.content] = _COMPACTED | _max_bytes(CONTENT_TOPIC_MAX_BYTES)
     configs[t.dead_letter] = _max_bytes(DEAD_LETTER_MAX_BYTES) | inputs
     # The sink's dead letter of a snapshot carries it whole, in base64.
     configs[t.sink_dead_letter] = _max_bytes(SINK_DEAD_LETTER_MAX_BYTES) | inputs

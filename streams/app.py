@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> faust.App:
     catalogs = topic(*catalog_topics(t))
     catalog_broadcast = topic(t.catalog_broadcast, partitions=settings.topic_partitions)
     snapshots = topic(t.snapshots)
+    content = topic(t.content)
     dead_letter = topic(t.dead_letter)
     published: dict[type[PublishedEvent], faust.TopicT] = {
         model: topic(name) for model, name in published_topics(t).items()
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> faust.App:
         indexes=indexes,
         published=published,
         snapshots=snapshots,
+        content=content,
         dead_letters=dead_letters,
         records=records,
     )

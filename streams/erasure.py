@@ -17,6 +17,7 @@ from faust.types import TableT
 from progress.events import LearnerErased, LearnerErasureRequested
 from progress.snapshots import Erasure
 from progress.state import LearnerState
+from streams.content import ContentWriter
 from streams.effects import Effects
 from streams.indexes import LearnerIndex
 from streams.learner_cache import LearnerCache
@@ -34,12 +35,14 @@ class Erasures:
         index: LearnerIndex,
         cache: LearnerCache,
         effects: Effects,
+        content: ContentWriter,
     ) -> None:
         self.erasures = erasures
         self.learners = learners
         self.index = index
         self.cache = cache
         self.effects = effects
+        self.content = content
 
     def before_erasure(self, user_id: str, at: datetime) -> bool:
         """Whether an event of the learner at ``at`` is from before their last erasure."""
@@ -49,9 +52,10 @@ class Erasures:
     async def erase(
         self, p: int, event: LearnerErasureRequested, state: LearnerState | None
     ) -> None:
-        """Forget the learner (``state``: as stored, if any): index entries, then state (a
-        changelog tombstone, so a replay cannot bring it back), then have the sink delete the
-        rows.
+        """Forget the learner (``state``: as stored, if any): index entries, then the
+        content (a tombstone per piece on the content topic, delivered before the state goes:
+        the state is what names the pieces), then state (a changelog tombstone, so a replay
+        cannot bring it back), then have the sink delete the rows.
 
         Every step runs even if the learner is already gone, so a replay after a crash
         completes whatever the crash interrupted; the announcement keeps its id.
@@ -59,6 +63,8 @@ class Erasures:
         user_id = event.user_id
         self.index.remove(p, user_id, state.courses if state else ())
         self.cache.drop(user_id)
+        if state is not None:
+            await self.content.erase(p, state)
         if user_id in self.learners:
             delete(self.learners, user_id)
         held = self.erasures.get(user_id)

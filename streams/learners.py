@@ -37,6 +37,7 @@ from progress.kinds import Alone, InCourse, WorkerStep, handling_of
 from progress.outcomes import Outcome, on_catalog_changed, on_course_known
 from progress.state import KnownCourse, LearnerState
 from streams.catalog_store import CatalogStore
+from streams.content import ContentTooLarge, ContentWriter
 from streams.course_store import CourseStore
 from streams.dead_letters import DeadLetters
 from streams.effects import Effects
@@ -76,6 +77,7 @@ class LearnerStream:
         indexes: TableT[str, Any],
         published: dict[type[PublishedEvent], TopicT],
         snapshots: TopicT,
+        content: TopicT,
         dead_letters: DeadLetters,
         records: Records,
     ) -> None:
@@ -93,12 +95,15 @@ class LearnerStream:
             snapshots=snapshots,
             records=records,
         )
+        # Bulky content, to its compacted topic (streams/content.py).
+        self.content = ContentWriter(content, self.effects)
         self.erasures = Erasures(
             erasures=erasures,
             learners=learners,
             index=self.index,
             cache=self.cache,
             effects=self.effects,
+            content=self.content,
         )
         self.processed = 0
         self.ignored = 0
@@ -157,7 +162,7 @@ class LearnerStream:
             await self._apply(message, event)
         except EffectsFailed:
             raise
-        except TooLarge as error:
+        except (TooLarge, ContentTooLarge) as error:
             self.effects.awaiting(await self.dead_letters.send(message, str(error), "too-large"))
             return
         except Exception as error:
@@ -206,6 +211,8 @@ class LearnerStream:
         grown = _GROWTH_PER_EVENT + _GROWTH_PER_BYTE * len(message.value or b"")
         self._growth[event.user_id] = self._growth.get(event.user_id, 0) + grown
         self._fits(outcome.state)
+        content = self.content.made(state, outcome)
+        await self.content.send(p, content)
         await self.effects.carry_out(outcome)
 
     async def _apply_course(self, p: int, event: CourseUpdated) -> None:

@@ -63,10 +63,10 @@ class Records:
         self._producer: ProducerT | None = None
 
     async def send(
-        self, topic: TopicT, key: bytes | None, value: bytes, partition: int | None = None
+        self, topic: TopicT, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> Awaitable[Any]:
         """Raises ``EffectsFailed`` when the producer refuses the record; the delivery it
-        returns raises ``EffectsFailed`` when the broker does."""
+        returns raises ``EffectsFailed`` when the broker does. A None value is a tombstone."""
         try:
             if self.app.in_transaction:
                 return _checked(await topic.send(key=key, value=value, partition=partition))
@@ -80,7 +80,9 @@ class Records:
                 name, key, value, partition=partition, timestamp=None, headers=None
             )
         except Exception as error:
-            raise EffectsFailed(f"producing {len(value)} bytes to {topic}: {error!r}") from error
+            raise EffectsFailed(
+                f"producing {len(value or b'')} bytes to {topic}: {error!r}"
+            ) from error
         return _checked(sent)
 
 

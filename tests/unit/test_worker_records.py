@@ -34,6 +34,7 @@ def stream(catalog: dict[str, Any]) -> LearnerStream:
         catalog=catalog,  # type: ignore[arg-type]
         published={},
         snapshots=None,  # type: ignore[arg-type]
+        content=None,  # type: ignore[arg-type]
         dead_letters=None,  # type: ignore[arg-type]
         records=None,  # type: ignore[arg-type]
     )
