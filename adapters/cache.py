@@ -185,6 +185,18 @@ class ProgressCache:
         args = [*user_versions.values(), self._ttl]
         return int(await self._advance(keys=keys, args=args))
 
+    async def content_restored(self, user_versions: Mapping[str, int]) -> int:
+        """After bulky content was restored into rows at each learner's stored ``version``
+        (``progress resnapshot``), which the version does not show: move the hash to
+        ``version + 0.5``. That drops what was cached at ``version`` and refuses fills at
+        it, which may have read PostgreSQL before the restore, until the learner's next
+        version (a whole number above it) or the TTL: the API reads PostgreSQL meanwhile."""
+        if not user_versions:
+            return 0
+        keys = [user_key(user_id) for user_id in user_versions]
+        args = [*(version + 0.5 for version in user_versions.values()), self._ttl]
+        return int(await self._advance(keys=keys, args=args))
+
     async def erase(self, user_ids: Collection[str]) -> int:
         """After the learners' rows were deleted from PostgreSQL: replace each one's hash
         with a tombstone that refuses every fill and advance until it expires (see the

@@ -17,6 +17,13 @@ short read of what the worker wrote to the partition meanwhile. A learner erased
 meanwhile is erased again after the rows just sent (an ``Erasure`` behind them, on the
 same partition of the snapshots topic), and one changed meanwhile is sent again at its new
 version, so a worker running alongside does not leave rows the tables no longer hold.
+
+Then the partition's bulky content (``progress.content``): the worker writes each piece to
+the same partition of the compacted content topic as the learner's state. Each record whose
+digest is the one the learner's state holds is sent as a ``ContentRestore`` behind the
+learner's rows (same key, same partition), and the sink writes it into the row; records of
+other digests (outdated, or of an erased learner) are not sent. The states' digests are held
+for the partition (a key and a digest per piece), the content is streamed, never held.
 """
 
 from __future__ import annotations
@@ -49,10 +56,11 @@ from progress.catalog import (
     CompetencyUpdated,
     LearningPathUpdated,
 )
+from progress.content import ContentRecord, content_slots, restores
 from progress.outcomes import full_snapshots
 from progress.snapshots import Erasure, merge_within
 from progress.state import KnownCourse
-from service.errors import Unreachable
+from service.errors import TopicMissing, Unreachable
 from service.kafka_read import TopicReader
 from service.progress_bar import ProgressBar
 from streams.state_codec import decode_state
@@ -71,14 +79,18 @@ class ResnapshotReport:
     learners: int = 0  # learners whose rows were sent
     messages: int = 0  # snapshot messages sent for them (a large learner may take several)
     catalog_rows: int = 0
+    contents: int = 0  # pieces of bulky content sent to be restored
+    no_content_topic: bool = False  # a worker from before the content topic
     erased_meanwhile: int = 0
     failed: list[str] = field(default_factory=list)  # states that do not decode, and why
 
     def lines(self) -> list[str]:
         out = [
             f"sent {self.learners} learners in {self.messages} snapshots, "
-            f"{self.catalog_rows} catalog rows",
+            f"{self.catalog_rows} catalog rows, {self.contents} contents",
         ]
+        if self.no_content_topic:
+            out.append("no content topic: bulky content not restored (docs/operations.md)")
         if self.erased_meanwhile:
             out.append(f"erased meanwhile, erased again: {self.erased_meanwhile}")
         out += [f"not sent: {failure}" for failure in self.failed]
@@ -130,6 +142,8 @@ class _Resnapshot:
         self.topic = settings.topics.snapshots
         self.report = ResnapshotReport()
         self._sent: list[Awaitable[Any]] = []
+        # The partition's pieces of content: key -> (user_id, state version, digest).
+        self._slots: dict[str, tuple[str, int, str]] = {}
 
     async def run(self) -> ResnapshotReport:
         await self._catalog()
@@ -145,10 +159,12 @@ class _Resnapshot:
                 async for record in self.reader.read(tp, ends[tp]):
                     states[_key(record.key)] = record.value
                     bar.advance()
+                self._slots = {}
                 for user_id, raw in states.items():
                     if raw:
                         await self._learner(user_id, raw, courses)
                 await self._meanwhile(tp, ends[tp], courses)
+                await self._content(tp.partition)
         finally:
             bar.close()
         await self._delivered()
@@ -213,6 +229,9 @@ class _Resnapshot:
             log.exception("the state of learner %s does not decode", user_id)
             self.report.failed.append(f"{user_id}: {type(error).__name__}: {error}")
             return
+        for key, slot in content_slots(state).items():
+            if slot.digest:
+                self._slots[key] = (user_id, state.version, slot.digest)
         made = full_snapshots(state, courses)
         for value in merge_within(made, SNAPSHOT_MAX_BYTES):
             await self._send(user_id, value)
@@ -232,6 +251,8 @@ class _Resnapshot:
             states[user_id] = record.value
             if not record.value:
                 erased.add(user_id)
+        if erased:
+            self._slots = {k: v for k, v in self._slots.items() if v[0] not in erased}
         for user_id in sorted(erased):
             erasure = Erasure(user_id=user_id, erased_at=datetime.now(UTC))
             await self._send(user_id, erasure.model_dump_json().encode())
@@ -239,6 +260,36 @@ class _Resnapshot:
         for user_id, raw in states.items():
             if raw:
                 await self._learner(user_id, raw, courses)
+
+    async def _content(self, partition: int) -> None:
+        """The partition's content whose digest the learner's state holds, behind the
+        learner's rows (the rows, like the restores, are sent in order on one partition)."""
+        topic = self.settings.topics.content
+        try:
+            partitions = await self.reader.partitions(topic)
+        except TopicMissing:
+            self.report.no_content_topic = True
+            return
+        # Until compaction, a key may hold several records of the kept digest (a replayed
+        # event wrote it again): each piece is sent once.
+        sent: set[str] = set()
+        for tp in partitions:
+            if tp.partition != partition:
+                continue
+            end = (await self.reader.ends([tp]))[tp]
+            async for record in self.reader.read(tp, end):
+                if not record.value:
+                    continue
+                try:
+                    content = ContentRecord.model_validate_json(record.value)
+                except ValueError:
+                    log.exception("a record of %s[%d] does not decode", topic, partition)
+                    continue
+                restore = restores(self._slots, content)
+                if restore is not None and content.key not in sent:
+                    sent.add(content.key)
+                    await self._send(restore.user_id, restore.model_dump_json().encode())
+                    self.report.contents += 1
 
     async def _send(self, key: str, value: bytes) -> None:
         try:

@@ -39,6 +39,10 @@ consumer cuts at another point can split them: a batch of old snapshots alone wr
 erased rows again, and the next batch, which starts with the erasure, deletes them again (see
 docs/reliability.md#erasure).
 
+Content restores (``ContentRestore``, from ``progress resnapshot``): after the batch's rows,
+each writes one piece of bulky content into its row where the row is still the one it
+belongs to (``sinks/content.py``).
+
 Batching: per table, the batch's rows are COPYed into a temporary table of the same shape
 and merged by one ``INSERT ... SELECT ... ON CONFLICT`` carrying the version guard. COPY
 streams the rows with no per-row statement, bind or answer (psycopg adapts each value as a
@@ -58,7 +62,7 @@ recurs for the batch, from a transient one (``sinks/runner.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, TypeAlias, cast
@@ -68,6 +72,7 @@ from psycopg import AsyncConnection, AsyncCursor, sql
 
 from adapters.schema import table_columns
 from progress.catalog import CatalogSnapshot, LearningPathRow
+from progress.content import ContentRestore
 from progress.course_catalog import CourseSnapshot
 from progress.models import (
     ALL_ROW_MODELS,
@@ -78,12 +83,13 @@ from progress.models import (
     VersionedRow,
 )
 from progress.snapshots import Erasure, Snapshot, newest_row
+from sinks import content
 from sinks.course_catalog import write_courses
 from sinks.errors import InvalidSnapshot
 from sinks.history import ERASE as ERASE_HISTORY
 from sinks.history import daily_rows, write_history
 
-SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | CourseSnapshot | Erasure
+SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | CourseSnapshot | Erasure | ContentRestore
 CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
 
 
@@ -458,10 +464,12 @@ def after_erasures(messages: Sequence[SinkMessage]) -> tuple[list[Snapshot], lis
 @dataclass(frozen=True, slots=True)
 class Written:
     """What a batch wrote: the highest version per learner (what the cache must advance
-    to), and the courses whose rows it may have changed (whose course views are stale)."""
+    to), the courses whose rows it may have changed (whose course views are stale), and the
+    stored version of each learner whose content it may have restored (``sinks.content``)."""
 
     versions: dict[str, int]
     courses: frozenset[str]
+    restored: dict[str, int] = field(default_factory=dict)
 
 
 def touched_courses(snapshots: Iterable[Snapshot | CourseSnapshot]) -> set[str]:
@@ -506,7 +514,8 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
     modules, learner_wide = whole_sets(learners)
     catalogs = [message for message in messages if isinstance(message, CatalogSnapshot)]
     courses = [message for message in messages if isinstance(message, CourseSnapshot)]
-    if not grouped and not catalogs and not courses and not erased:
+    restores = content.after_erasures(messages)
+    if not grouped and not catalogs and not courses and not erased and not restores:
         return Written({}, frozenset())
     touched = touched_courses([*learners, *courses])
     async with conn.transaction(), conn.cursor() as cursor:
@@ -543,9 +552,12 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
                 for retract in _RETRACT_LEARNER_WIDE:
                     await cursor.execute(retract, (list(users), list(versions)))
             await _write_catalogs(cursor, catalogs)
+            # After the rows: a restore behind its learner's rows finds them.
+            await content.write_restores(cursor, restores)
         # After the pipeline: each course's writes depend on whether its structure won.
         await write_courses(cursor, courses)
-    return Written(learner_versions(grouped), frozenset(touched))
+        restored = await content.stored_versions(cursor, restores)
+    return Written(learner_versions(grouped), frozenset(touched), restored)
 
 
 # The order a batch merges its tables in: a set's rows before their parent's (``_PARENTS``),

@@ -5,7 +5,8 @@ The order for each batch is the contract (at-least-once, made exact by idempoten
 1. decode the records: learner snapshots (``Snapshot``, keyed by user_id), erasures
    (``Erasure``, ``"kind": "erasure"``, keyed by user_id) and catalog snapshots
    (``CatalogSnapshot``, ``"kind": "catalog"``, keyed ``catalog/<kind>/<id>``) and course
-   snapshots (``CourseSnapshot``, ``"kind": "course"``, keyed ``course/<id>``), keeping each
+   snapshots (``CourseSnapshot``, ``"kind": "course"``, keyed ``course/<id>``) and content
+   restores (``ContentRestore``, ``"kind": "content"``, keyed by user_id), keeping each
    partition's records in offset order; one that does not decode is dead-lettered
    (``undecodable``: reading it again cannot fix it);
 2. write the batch to PostgreSQL in one transaction: the erased learners' rows deleted, then
@@ -71,6 +72,7 @@ from adapters.schema import apply_migrations
 from adapters.settings import Settings
 from adapters.topics import SINK_DEAD_LETTER_MAX_BYTES
 from progress.catalog import CatalogSnapshot
+from progress.content import ContentRestore
 from progress.course_catalog import CourseSnapshot
 from progress.events import DeadLetter
 from progress.snapshots import Erasure, Snapshot
@@ -128,6 +130,8 @@ def _message_kind(data: Any) -> str:
         return "catalog"
     if isinstance(data, CourseSnapshot):
         return "course"
+    if isinstance(data, ContentRestore):
+        return "content"
     return "erasure" if isinstance(data, Erasure) else "learner"
 
 
@@ -136,13 +140,14 @@ _MESSAGE: TypeAdapter[SinkMessage] = TypeAdapter(
         Annotated[Snapshot, Tag("learner")]
         | Annotated[CatalogSnapshot, Tag("catalog")]
         | Annotated[CourseSnapshot, Tag("course")]
-        | Annotated[Erasure, Tag("erasure")],
+        | Annotated[Erasure, Tag("erasure")]
+        | Annotated[ContentRestore, Tag("content")],
         Discriminator(
             _message_kind,
             custom_error_type="unknown_snapshot_kind",
             custom_error_message=(
-                "unknown snapshot kind: expected a learner, catalog or course snapshot"
-                " or an erasure"
+                "unknown snapshot kind: expected a learner, catalog or course snapshot,"
+                " an erasure or a content restore"
             ),
         ),
     ]
@@ -334,6 +339,8 @@ class _Sink:
         # The courses the batch being written touched (every write attempt adds to it:
         # one too many only costs a course's cached answers).
         self._courses: set[str] = set()
+        # The stored versions of learners whose content the batch may have restored.
+        self._restored: dict[str, int] = {}
 
     def readiness(self) -> Readiness:
         """Ready once the consumer group was joined and no rebalance is under way."""
@@ -415,14 +422,15 @@ class _Sink:
         catalogs = any(isinstance(message, CatalogSnapshot) for message in written)
         erased = sorted({message.user_id for message in written if isinstance(message, Erasure)})
         courses, self._courses = sorted(self._courses), set()
+        restored, self._restored = self._restored, {}
         advanced = await self._retry(
             "advance the cache",
-            lambda: self._advance(versions, erased, catalogs, courses),
+            lambda: self._advance(versions, erased, catalogs, courses, restored),
             REDIS_TRANSIENT,
         )
         # Notices of erased learners carry the tombstone's version: their pages read again
         # and find nothing.
-        changed = {**versions, **dict.fromkeys(erased, ERASED_VERSION)}
+        changed = {**restored, **versions, **dict.fromkeys(erased, ERASED_VERSION)}
         await self._retry(
             "publish live notices",
             lambda: publish_changes(self._redis, changed, courses),
@@ -548,10 +556,16 @@ class _Sink:
         async with self._pool.connection() as conn:
             written = await write_batch(conn, messages)
         self._courses.update(written.courses)
+        self._restored.update(written.restored)
         return written.versions
 
     async def _advance(
-        self, versions: dict[str, int], erased: list[str], catalogs: bool, courses: list[str]
+        self,
+        versions: dict[str, int],
+        erased: list[str],
+        catalogs: bool,
+        courses: list[str],
+        restored: dict[str, int],
     ) -> int:
         # Tombstones first. An erased learner that came back in the batch is not advanced:
         # its tombstone would refuse the version anyway, and the API reads PostgreSQL for it
@@ -560,7 +574,10 @@ class _Sink:
             await self._cache.erase(erased)
             gone = set(erased)
             versions = {user: version for user, version in versions.items() if user not in gone}
+            restored = {user: version for user, version in restored.items() if user not in gone}
         advanced = await self._cache.advance(versions)
+        # After the advance: content restored at a version the cache may already hold.
+        await self._cache.content_restored(restored)
         if catalogs:
             await self._cache.new_catalog_generation()
         # One generation bump per course per batch: the course views' cached answers go.
