@@ -1,7 +1,9 @@
 """The rebuild procedure of docs/operations.md, end to end on the real stack: learners taken
 through courses, quizzes, assignments, a path, a competency and an achievement by the running
 worker and sink; their rows recorded; PostgreSQL and Redis emptied of them; ``progress
-resnapshot`` run; the sink writes the same rows again, and the API answers as before.
+resnapshot`` run; the sink writes the same rows again, bulky content included (from the
+content topic), and the API answers as before. The content topic holds each piece once, however
+often its event came, and nothing but tombstones for an erased learner.
 
 The session's database and Redis are shared with the other tests (and other runs), so
 "emptied" is every row and cache entry of this test's learners and catalog entries, which is
@@ -25,7 +27,9 @@ from redis.asyncio import Redis
 from adapters.cache import KEY_PREFIX
 from adapters.learner_export import learner_rows
 from adapters.settings import Settings
-from progress.models import ALL_ROW_MODELS
+from progress.content import ContentRecord
+from progress.schema import stable_id
+from service.kafka_read import TopicReader
 from tests.support.cli import run_progress
 from tests.support.lms import Lms, at, eventually
 
@@ -35,9 +39,6 @@ Tables = dict[str, list[dict[str, Any]]]
 # Bookkeeping that a rebuild changes by design: rows carry the learner's current version, and
 # synced_at is when the sink wrote them.
 _REBUILT = {"version", "synced_at"}
-# Bulky content is not in the worker's tables (docs/reliability.md): rebuilt rows have it
-# empty. Every other column comes back as it was.
-_BULKY = {m.table: set(m.unchanged) for m in ALL_ROW_MODELS if m.unchanged}
 _CATALOG_TABLES = ("competencies", "achievements", "learning_paths")
 
 
@@ -61,18 +62,28 @@ async def _catalog(pool: AsyncConnectionPool, ids: list[str]) -> Tables:
     return out
 
 
-def _without(tables: Tables, columns: set[str], bulky: bool = False) -> Tables:
+def _without(tables: Tables, columns: set[str]) -> Tables:
     return {
-        table: [
-            {
-                k: v
-                for k, v in row.items()
-                if k not in columns and not (bulky and k in _BULKY.get(table, set()))
-            }
-            for row in rows
-        ]
+        table: [{k: v for k, v in row.items() if k not in columns} for row in rows]
         for table, rows in tables.items()
     }
+
+
+async def _content_topic(settings: Settings) -> list[tuple[str, ContentRecord | None]]:
+    """Every record of the content topic, each partition in order: (key, record or None)."""
+    reader = TopicReader(settings)
+    await reader.start()
+    try:
+        partitions = await reader.partitions(settings.topics.content)
+        ends = await reader.ends(partitions)
+        out: list[tuple[str, ContentRecord | None]] = []
+        for tp in partitions:
+            async for r in reader.read(tp, ends[tp]):
+                value = ContentRecord.model_validate_json(r.value) if r.value else None
+                out.append((r.key.decode(), value))
+        return out
+    finally:
+        await reader.stop()
 
 
 async def _settled(probe: Callable[[], Awaitable[Any]]) -> Any:
@@ -149,16 +160,35 @@ async def test_resnapshot_rebuilds_postgres_and_redis(
         await lms.complete("l1", 1)
         await lms.quiz("QuizAttemptStarted", 2, "t1", total_questions=2)
         await lms.quiz(
-            "QuizQuestionAnswered", 3, "t1", question_id="x0", correct=True, text_response="why"
+            "QuizQuestionAnswered",
+            3,
+            "t1",
+            question_id="x0",
+            correct=True,
+            text_response=f"why {lms.user}",
         )
         await lms.quiz(
-            "QuizQuestionAnswered", 4, "t1", question_id="x1", correct=True, selected_options=["b"]
+            "QuizQuestionAnswered",
+            4,
+            "t1",
+            question_id="x1",
+            correct=True,
+            selected_options=["b", lms.user],
+            text_response="and",
         )
         await lms.quiz("QuizAttemptSubmitted", 5, "t1", time_spent=60)
+        submitted = {
+            "submission_type": "text",
+            "text_content": f"essay of {lms.user}",
+            "file_url": f"https://files.example/{lms.user}.pdf",
+            "link_url": f"https://links.example/{lms.user}",
+        }
+        await lms.assignment("AssignmentSubmitted", 6, "s1", **submitted)
+        # The same event again (a producer's retry): its content is on the topic once.
+        await lms.assignment("AssignmentSubmitted", 6, "s1", **submitted)
         await lms.assignment(
-            "AssignmentSubmitted", 6, "s1", submission_type="text", text_content="x"
+            "AssignmentGraded", 7, "s1", score=90, feedback=f"great, {lms.user}", graded_by="t"
         )
-        await lms.assignment("AssignmentGraded", 7, "s1", score=90, feedback="great", graded_by="t")
     await kept.complete("l2", 8)
     async with api.delete(f"/admin/learners/{erased.user}") as response:
         assert response.status == 202
@@ -175,7 +205,8 @@ async def test_resnapshot_rebuilds_postgres_and_redis(
             == 1
             and len(a.get("learning_path_progress", [])) == 1
             and len(b.get("user_competencies", [])) == 1
-            and [s["feedback"] for s in b.get("assignment_submissions", [])] == ["great"]
+            and [s["feedback"] for s in b.get("assignment_submissions", [])]
+            == [f"great, {other.user}"]
         )
 
     try:
@@ -210,9 +241,12 @@ async def test_resnapshot_rebuilds_postgres_and_redis(
 
     run = await run_progress(settings, "resnapshot")
     assert run.returncode == 0, run.stderr
-    sent = re.match(r"sent (\d+) learners in (\d+) snapshots, (\d+) catalog rows", run.stdout)
+    sent = re.match(
+        r"sent (\d+) learners in (\d+) snapshots, (\d+) catalog rows, (\d+) contents", run.stdout
+    )
     assert sent is not None, run.stdout
-    assert int(sent[1]) >= 2 and int(sent[3]) >= 3
+    # Each learner's two answers, a submission's content and its feedback, at least.
+    assert int(sent[1]) >= 2 and int(sent[3]) >= 3 and int(sent[4]) >= 8
 
     async def rebuilt() -> tuple[list[Tables], Tables] | None:
         now = await everything()
@@ -221,23 +255,60 @@ async def test_resnapshot_rebuilds_postgres_and_redis(
         whole = all(len(rows) == 1 for rows in now[1].values())
         return now if counts == expected and whole else None
 
-    after, catalog_after = await eventually(rebuilt)
-    # Every row and column back as it was, but versions, sync times and bulky content.
+    async def restored() -> tuple[list[Tables], Tables] | None:
+        # The content restores follow the learners' rows: equal once they are written too.
+        now = await rebuilt()
+        if now is None:
+            return None
+        equal = all(
+            _without(n, _REBUILT) == _without(w, _REBUILT)
+            for w, n in zip(before, now[0], strict=True)
+        )
+        return now if equal else None
+
+    try:
+        after, catalog_after = await eventually(restored)
+    except TimeoutError:
+        after, catalog_after = await everything()
+    # Every row and column back as it was, bulky content included, but versions and sync
+    # times.
     for was, now in zip(before, after, strict=True):
-        assert _without(now, _REBUILT, bulky=True) == _without(was, _REBUILT, bulky=True)
+        assert _without(now, _REBUILT) == _without(was, _REBUILT)
     assert _without(catalog_after, {"synced_at"}) == _without(catalog_before, {"synced_at"})
-    for tables in after:
+    for lms, tables in zip((kept, other), after, strict=True):
         [user] = tables["user_progress"]
         assert {r["version"] for rows in tables.values() for r in rows} == {user["version"]}
-        for response in tables["quiz_question_responses"]:
-            assert (response["text_response"], response["selected_options"]) == ("", [])
-        for submission in tables["assignment_submissions"]:
-            assert (submission["text_content"], submission["feedback"]) == ("", "")
+        answers = {r["question_id"]: r for r in tables["quiz_question_responses"]}
+        assert (answers["x0"]["text_response"], answers["x0"]["selected_options"]) == (
+            f"why {lms.user}",
+            [],
+        )
+        assert (answers["x1"]["text_response"], answers["x1"]["selected_options"]) == (
+            "and",
+            ["b", lms.user],
+        )
+        [submission] = tables["assignment_submissions"]
+        assert submission["text_content"] == f"essay of {lms.user}"
+        assert submission["file_url"] == f"https://files.example/{lms.user}.pdf"
+        assert submission["link_url"] == f"https://links.example/{lms.user}"
+        assert submission["feedback"] == f"great, {lms.user}"
     # Erased stays erased.
     assert await _learner(pg_pool, erased.user) == {}
-    # The API answers as before (the cache was emptied too), bulky content aside.
+    # The API answers as before (the cache was emptied too).
     answers_after = [await _answers(api, lms) for lms in (kept, other)]
     for was, now in zip(answers_before, answers_after, strict=True):
-        # Attempts and submissions carry bulky content: compared as rows above.
-        for name in set(was) - {"quiz-attempts", "assignments"}:
+        for name in was:
             assert now[name] == was[name], name
+
+    # The content topic: each piece once, though its submission came twice; the erased
+    # learner's pieces (the same row ids) each end in a tombstone.
+    records = await _content_topic(settings)
+    for lms in (kept, other):
+        mine = [key for key, record in records if record and record.user_id == lms.user]
+        assert len(mine) == len(set(mine)) == 4, mine
+    row = stable_id("assignment_submission", erased.user, "s1")
+    answer = stable_id("quiz_question_response", erased.user, "t1", "x0")
+    erased_keys = {f"{row}/submission", f"{row}/feedback", f"{answer}/answer"}
+    last = dict(records)
+    assert {key: last.get(key, "missing") for key in erased_keys} == dict.fromkeys(erased_keys)
+    assert [r for _, r in records if r and r.user_id == erased.user]  # they were written
