@@ -25,6 +25,7 @@ from adapters.topics import (
 )
 from progress.catalog import CatalogSnapshot, catalog_entry_adapter
 from progress.content import ContentRecord, ContentRestore
+from progress.course_catalog import CourseSnapshot
 from progress.events import (
     AssignmentEvent,
     DeadLetter,
@@ -46,7 +47,9 @@ FAMILIES: dict[type[BaseModel], TypeAdapter[Any]] = {
     QuizEvent: quiz_activity_adapter,
     AssignmentEvent: assignment_activity_adapter,
 }
-_SINK_MESSAGE: TypeAdapter[Any] = TypeAdapter(Snapshot | CatalogSnapshot | Erasure | ContentRestore)
+_SINK_MESSAGE: TypeAdapter[Any] = TypeAdapter(
+    Snapshot | CatalogSnapshot | CourseSnapshot | Erasure | ContentRestore
+)
 _CONTENT: TypeAdapter[Any] = TypeAdapter(ContentRecord | None)
 _DEAD_LETTER: TypeAdapter[Any] = TypeAdapter(DeadLetter)
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
@@ -124,10 +127,11 @@ def _channels(settings: Settings) -> list[_Channel]:
         _Channel(
             t.snapshots,
             "Worker to sink: a learner's rows (Snapshot, keyed by user_id), an erasure "
-            "(keyed by user_id) or a catalog row (keyed catalog/<kind>/<id>); from "
+            "(keyed by user_id), a catalog row (keyed catalog/<kind>/<id>) or a course's "
+            "structure and title (CourseSnapshot, keyed course/<id>); from "
             "`progress resnapshot`, also a piece of bulky content to restore into its row "
             "(ContentRestore, keyed by user_id, behind the learner's rows)",
-            "user_id, or catalog/<kind>/<id>",
+            "user_id, catalog/<kind>/<id> or course/<id>",
             _SINK_MESSAGE,
             "serialization",
             (("send", "worker"), ("receive", "sink")),
