@@ -14,7 +14,7 @@ is empty); elsewhere it is ``None``, "unchanged": the sink keeps the stored valu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal, TypeVar
 
 from progress.schema import OutputModel
@@ -56,6 +56,12 @@ class UserProgress(VersionedRow):
     last_activity_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Beyond the seed's model, for dashboards: the run of consecutive days with activity that
+    # ends on the learner's last active day, days in the learner's time zone
+    # (LearnerProfileUpdated; UTC until one arrives). A reader judges whether the run still
+    # goes on: it does while ``last_active_day`` is the reader's today or yesterday.
+    current_streak_days: int = 0
+    last_active_day: date | None = None
 
 
 class CourseProgress(VersionedRow):

@@ -18,9 +18,9 @@ Definitions (docs/events.md repeats them for producers and analysts):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeAlias, TypeVar
 
 from progress.facts import earliest, latest
@@ -613,6 +613,7 @@ def user_row(state: LearnerState, achievement_points: int) -> UserProgress:
     last_activity: datetime | None = None
     for s in summaries:
         last_activity = latest(last_activity, s.last_activity_at)
+    streak_days, last_day = streak(state.activity_days)
     return UserProgress(
         id=stable_id("user_progress", state.user_id),
         user_id=state.user_id,
@@ -630,4 +631,19 @@ def user_row(state: LearnerState, achievement_points: int) -> UserProgress:
         last_activity_at=last_activity,
         created_at=state.created_at,
         updated_at=state.updated_at,
+        current_streak_days=streak_days,
+        last_active_day=last_day,
     )
+
+
+def streak(days: Mapping[str, object]) -> tuple[int, date | None]:
+    """The length of the run of consecutive ``days`` (ISO dates) that ends on the last one,
+    and that day; (0, None) without days. Walks back from the last day only: a learner's
+    every event builds this row."""
+    if not days:
+        return 0, None
+    last = date.fromisoformat(max(days))
+    run = 1
+    while (last - timedelta(days=run)).isoformat() in days:
+        run += 1
+    return run, last

@@ -790,8 +790,18 @@ def _final(
             "last_activity_at": max(
                 (r["last_activity_at"] for r in rows if r["last_activity_at"]), default=None
             ),
+            **_streak(learner.days),
         }
     return Expected(tables, once, {aid: a.points for aid, a in achievements.items()})
+
+
+def _streak(days: dict[date, datetime]) -> dict[str, Any]:
+    """The run of consecutive local days ending on the last, counted from the start."""
+    run, previous = 0, None
+    for day in sorted(days):
+        run = run + 1 if previous is not None and (day - previous).days == 1 else 1
+        previous = day
+    return {"current_streak_days": run, "last_active_day": previous}
 
 
 def _lesson_rows(

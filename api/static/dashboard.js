@@ -121,6 +121,18 @@ async function readLearner(userId, signal) {
            competencies: competencies.competencies };
 }
 
+// The run of active days ending on the learner's last active day goes on while that day is
+// today or yesterday (the browser's calendar stands in for the learner's time zone).
+function streakText(o) {
+  if (!o.last_active_day || !o.current_streak_days) return "none yet";
+  const days = o.current_streak_days === 1 ? "1 day" : `${o.current_streak_days} days`;
+  const last = new Date(`${o.last_active_day}T00:00:00`);
+  const today = new Date();
+  today.setHours(0, 0, 0, 0);
+  const ago = Math.round((today - last) / 86400000);
+  return ago <= 1 ? days : `${days}, ended ${o.last_active_day}`;
+}
+
 function drawLearner(userId, data) {
   const o = data.overview;
   document.getElementById("learner-name").textContent = userId;
@@ -131,6 +143,7 @@ function drawLearner(userId, data) {
     ["completed_assignments", "Assignments", `${o.completed_assignments} / ${o.total_assignments}`],
     ["total_points", "Points", o.total_points],
     ["last_activity_at", "Last activity", when(o.last_activity_at)],
+    ["current_streak_days", "Streak", streakText(o)],
   ]);
 
   const list = document.getElementById("learner-courses");

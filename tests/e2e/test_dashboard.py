@@ -148,6 +148,9 @@ async def test_the_learner_view_shows_the_apis_numbers_and_follows_a_lesson_live
     assert summary["completed_courses"] == (
         f"{overview['completed_courses']} / {overview['total_courses']}"
     )
+    # One day of activity, long before today: a streak of one day that has ended.
+    assert overview["current_streak_days"] == 1
+    assert summary["current_streak_days"] == f"1 day, ended {overview['last_active_day']}"
 
     await produce_and_wait(
         lms, page, "l2", "m1", COURSE_ROW, "return v && v.percent === 50;", "the bar at 50%"

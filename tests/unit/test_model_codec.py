@@ -12,7 +12,7 @@ import json
 import types
 import typing
 import zlib
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -63,6 +63,7 @@ def values_of(annotation: Any, depth: int = 0) -> st.SearchStrategy[Any]:
         float: _FLOATS,
         bool: st.booleans(),
         datetime: _TIMES,
+        date: st.dates(),
     }
     if annotation in simple:
         return simple[annotation]
