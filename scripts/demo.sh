@@ -20,6 +20,31 @@ stop() {
 trap stop EXIT INT TERM
 
 .venv/bin/progress topics
+# The worker's local tables belong to one Kafka cluster: after the broker's data was purged
+# (scripts/stack.sh down --purge kafka), tables from before would claim changelog offsets the
+# new cluster never had, and Faust refuses to start. One data dir per cluster id.
+cluster=$(.venv/bin/python - <<'PY'
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from adapters.kafka_clients import kafka_client_options
+from adapters.settings import Settings
+
+
+async def cluster_id() -> str:
+    admin = AIOKafkaAdminClient(**kafka_client_options(Settings()))
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()
+
+
+print(asyncio.run(cluster_id()))
+PY
+)
+export WORKER_DATA_DIR="${WORKER_DATA_DIR:-var/worker/$cluster}"
 for process in worker sink api; do
   .venv/bin/progress "$process" >"var/log/$process.log" 2>&1 &
   pids+=("$!")
