@@ -40,6 +40,7 @@ from progress.state import (
     SubmissionState,
     content_digest,
 )
+from progress.trusted import replaced
 
 
 def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -63,7 +64,7 @@ def new_learner(user_id: str, first_event_at: datetime) -> LearnerState:
 
 
 def with_course(state: LearnerState, course_id: str, course: CourseState) -> LearnerState:
-    return state.model_copy(update={"courses": {**state.courses, course_id: course}})
+    return replaced(state, **{"courses": {**state.courses, course_id: course}})
 
 
 def merge_enrollment(course: CourseState, event: UserEnrolled) -> CourseState:
@@ -72,7 +73,7 @@ def merge_enrollment(course: CourseState, event: UserEnrolled) -> CourseState:
         current = (course.enrolled_at, course.enrollment_id)
         if current <= (event.enrolled_at, event.id):
             return course
-    return course.model_copy(update={"enrollment_id": event.id, "enrolled_at": event.enrolled_at})
+    return replaced(course, **{"enrollment_id": event.id, "enrolled_at": event.enrolled_at})
 
 
 LessonEventT = LessonStarted | LessonProgressed | LessonCompleted
@@ -100,7 +101,7 @@ def merge_lesson_event(lesson: LessonState | None, event: LessonEventT) -> Lesso
             update["last_position_at"] = at
     elif isinstance(event, LessonCompleted):
         update["completed_at"] = earliest(lesson.completed_at, at)
-    return lesson.model_copy(update=update)
+    return replaced(lesson, **update)
 
 
 # Enough for any course edited while its learners work through it; older ones are dropped.
@@ -140,7 +141,7 @@ def merge_course_update(known: KnownCourse | None, event: CourseUpdated) -> Know
             structure_event_id=newest.event_id,
             earlier=tuple(ordered[:-1][-KEPT_STRUCTURES:]),
         )
-    return known.model_copy(update=update) if update else known
+    return replaced(known, **update) if update else known
 
 
 def answer_digest(event: QuizQuestionAnswered) -> str:
@@ -187,16 +188,14 @@ def merge_quiz_event(attempt: AttemptState | None, event: QuizEventT) -> Attempt
                 first_answered_at=min(at, held.first_answered_at) if held else at,
             )
         else:
-            response = held.model_copy(
-                update={"first_answered_at": min(at, held.first_answered_at)}
-            )
+            response = replaced(held, **{"first_answered_at": min(at, held.first_answered_at)})
         update["responses"] = {**attempt.responses, event.question_id: response}
     elif isinstance(event, QuizAttemptSubmitted):
         update["submitted_at"] = earliest(attempt.submitted_at, at)
         update["time_spent"] = max(attempt.time_spent, event.time_spent)
     else:
         update["abandoned_at"] = earliest(attempt.abandoned_at, at)
-    return attempt.model_copy(update=update)
+    return replaced(attempt, **update)
 
 
 def merge_assignment_event(
@@ -240,7 +239,7 @@ def merge_assignment_event(
                 graded_by=event.graded_by,
                 graded_at=at,
             )
-    return submission.model_copy(update=update)
+    return replaced(submission, **update)
 
 
 def merge_external_evidence(state: LearnerState, event: ExternalEvidenceRecorded) -> LearnerState:
@@ -262,11 +261,12 @@ def merge_external_evidence(state: LearnerState, event: ExternalEvidenceRecorded
     if held is not None and _version(held) > _version(fact):
         held, fact = fact, held  # the event is the older version
     versions = tuple(sorted((*older, held), key=_version)) if held is not None else older
-    return state.model_copy(
-        update={
+    return replaced(
+        state,
+        **{
             "external_evidence": {**state.external_evidence, event.evidence_id: fact},
             "superseded_evidence": {**state.superseded_evidence, event.evidence_id: versions},
-        }
+        },
     )
 
 
@@ -278,7 +278,7 @@ def _version(fact: EvidenceFact) -> tuple[datetime, int, str, str, str]:
 def merge_profile(state: LearnerState, event: LearnerProfileUpdated) -> LearnerState:
     if state.time_zone_at is not None and state.time_zone_at > event.updated_at:
         return state
-    return state.model_copy(update={"time_zone": event.time_zone, "time_zone_at": event.updated_at})
+    return replaced(state, **{"time_zone": event.time_zone, "time_zone_at": event.updated_at})
 
 
 def with_activity_day(state: LearnerState, at: datetime) -> LearnerState:
@@ -287,4 +287,4 @@ def with_activity_day(state: LearnerState, at: datetime) -> LearnerState:
     held = state.activity_days.get(day)
     if held is not None and held <= at:
         return state
-    return state.model_copy(update={"activity_days": {**state.activity_days, day: at}})
+    return replaced(state, **{"activity_days": {**state.activity_days, day: at}})

@@ -38,6 +38,7 @@ from progress.state import (
     LearnerState,
     PathSummary,
 )
+from progress.trusted import replaced
 
 MASTERY_LEVEL = 80
 
@@ -238,9 +239,9 @@ def derive_learner(
         for pid, path in sorted(catalog.learning_paths.items())
         if (summary := summarize_path(path, summaries, state)) is not None
     }
-    replaced = [fact for versions in state.superseded_evidence.values() for fact in versions]
+    superseded = [fact for versions in state.superseded_evidence.values() for fact in versions]
     competencies = {
-        cid: summarize_competency(cid, facts, replaced)
+        cid: summarize_competency(cid, facts, superseded)
         for cid, facts in sorted(competency_evidence(state).items())
     }
     acquired = dict(state.competencies_acquired)
@@ -266,12 +267,13 @@ def derive_learner(
             then_path = before.paths.get(pid)
             if _moved_back(path.completed_at, then_path.completed_at if then_path else None):
                 paths_completed[pid] = path.completed_at
-    with_paths = state.model_copy(
-        update={
+    with_paths = replaced(
+        state,
+        **{
             "paths": paths,
             "paths_completed": paths_completed,
             "lessons_reached": _lessons_reached(state, summaries, before),
-        }
+        },
     )
     new_achievements = []
     earned = dict(state.achievements)
@@ -286,12 +288,13 @@ def derive_learner(
             then_met = criterion_met_at(achievement.criteria, before, before.paths)
             if _moved_back(met_at, then_met):
                 earned[aid] = met_at
-    derived = with_paths.model_copy(
-        update={
+    derived = replaced(
+        with_paths,
+        **{
             "competencies": competencies,
             "competencies_acquired": acquired,
             "achievements": earned,
-        }
+        },
     )
     return derived, Awards(new_achievements, new_competencies)
 

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import ClassVar, Literal, TypeVar
 
 from progress.schema import OutputModel
+from progress.trusted import replaced
 
 ProgressStatus = Literal["not-started", "in-progress", "completed"]
 AttemptStatus = Literal["in-progress", "completed", "abandoned"]
@@ -262,7 +263,7 @@ def fill_unchanged(row: RowT, earlier: Row) -> RowT:
         for name in row.unchanged
         if getattr(row, name) is None and getattr(earlier, name) is not None
     }
-    return row.model_copy(update=missing) if missing else row
+    return replaced(row, **missing) if missing else row
 
 
 ALL_ROW_MODELS: tuple[type[Row], ...] = (

@@ -77,6 +77,7 @@ from progress.schema import stable_id
 from progress.snapshots import Snapshot
 from progress.state import AttemptState, CourseState, CourseSummary, KnownCourse, LearnerState
 from progress.structure import DEFAULT_PASS_MARK
+from progress.trusted import replaced
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def on_lesson_activity(
 ) -> Outcome:
     base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     lesson = merge_lesson_event(course.lessons.get(event.lesson_id), event)
-    course = course.model_copy(update={"lessons": {**course.lessons, event.lesson_id: lesson}})
+    course = replaced(course, **{"lessons": {**course.lessons, event.lesson_id: lesson}})
     touched = _Touched(
         lessons=[event.lesson_id],
         module_id=event.module_id,
@@ -151,7 +152,7 @@ def on_quiz_activity(
     base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     attempt = merge_quiz_event(course.quiz_attempts.get(event.attempt_id), event)
     attempts = {**course.quiz_attempts, event.attempt_id: attempt}
-    course = course.model_copy(update={"quiz_attempts": attempts})
+    course = replaced(course, **{"quiz_attempts": attempts})
     touched = _Touched(
         quizzes=[event.quiz_id],
         module_id=event.module_id,
@@ -180,7 +181,7 @@ def on_assignment_activity(
     base, course = _activity(state, event.user_id, event.course_id, event.event_time)
     submission = merge_assignment_event(course.submissions.get(event.submission_id), event)
     submissions = {**course.submissions, event.submission_id: submission}
-    course = course.model_copy(update={"submissions": submissions})
+    course = replaced(course, **{"submissions": submissions})
     touched = _Touched(
         submissions=[event.submission_id],
         module_id=event.module_id,
@@ -298,19 +299,18 @@ def _conclude(
         awards = Awards([], [])
     else:
         candidate, awards = derive_learner(candidate, catalog, before=before)
-        candidate = candidate.model_copy(
-            update={"award_points": achievement_points(candidate, catalog)}
-        )
+        candidate = replaced(candidate, **{"award_points": achievement_points(candidate, catalog)})
     published += _award_events(candidate, awards, catalog)
 
     changed = original is None or not _same_facts(candidate, original)
     if changed or original is None:  # changed already implies the latter: it narrows for mypy
-        state = candidate.model_copy(
-            update={
+        state = replaced(
+            candidate,
+            **{
                 "version": base.version + 1,
                 "created_at": min(base.created_at, event_time),
                 "updated_at": max(base.updated_at, event_time),
-            }
+            },
         )
     else:
         state = original
@@ -411,7 +411,7 @@ def _derive_course(
     attempts = dict(course.quiz_attempts)
     for attempt_id, attempt in course.quiz_attempts.items():
         if attempt.submitted_at is not None and not attempt.announced:
-            attempts[attempt_id] = attempt.model_copy(update={"announced": True})
+            attempts[attempt_id] = replaced(attempt, **{"announced": True})
             quiz = structure.quiz(attempt.quiz_id) if structure else None
             published.append(
                 QuizCompleted(
@@ -427,7 +427,7 @@ def _derive_course(
     submissions = dict(course.submissions)
     for submission_id, submission in course.submissions.items():
         if submission.submitted_at is not None and not submission.announced:
-            submissions[submission_id] = submission.model_copy(update={"announced": True})
+            submissions[submission_id] = replaced(submission, **{"announced": True})
             published.append(
                 AssignmentSubmitted(
                     event_id=stable_id("AssignmentSubmitted", user_id, submission_id),
@@ -437,15 +437,16 @@ def _derive_course(
                     submitted_at=submission.submitted_at,
                 )
             )
-    course = course.model_copy(
-        update={
+    course = replaced(
+        course,
+        **{
             "quiz_attempts": attempts,
             "submissions": submissions,
             "derived_with": known.structure_event_id if known and known.structure else "",
-        }
+        },
     )
     if not course.enrolled:
-        return course.model_copy(update={"summary": None}), None
+        return replaced(course, **{"summary": None}), None
     after = None
     if previous is not None and change is not None:
         after = summarize_after(course_id, previous, course, known, change)
@@ -455,7 +456,7 @@ def _derive_course(
     else:
         derived = _Derived(figures=course_figures(course, known))
         summary = summarize_course(course_id, course, known, figures=derived.figures)
-    course = course.model_copy(update={"summary": summary})
+    course = replaced(course, **{"summary": summary})
     announced_at = course.completion_announced_at
     if announced_at is not None:
         if before is None or before.summary is None:
@@ -465,12 +466,12 @@ def _derive_course(
         now = _completed_at(course_id, course, summary, known)
         then = _completed_at(course_id, before, before.summary, known)
         if now is not None and now < announced_at and (then is None or now < then):
-            course = course.model_copy(update={"completion_announced_at": now})
+            course = replaced(course, **{"completion_announced_at": now})
         return course, derived
     completed = summary if summary.status == "completed" else None
     completed = completed or completed_under_earlier_structure(course_id, course, known)
     if completed is not None:
-        course = course.model_copy(update={"completion_announced_at": completed.completed_at})
+        course = replaced(course, **{"completion_announced_at": completed.completed_at})
         published.append(
             CourseCompleted(
                 event_id=CourseCompleted.id_for(user_id, course_id),

@@ -51,6 +51,7 @@ from progress.state import (
     SubmissionState,
 )
 from progress.structure import CompetencyGrant, CourseStructure, ModuleDef
+from progress.trusted import replaced
 
 ItemKind = Literal["lesson", "quiz", "assignment"]
 
@@ -305,8 +306,9 @@ def summarize_after(
         perfect = old.perfect_quiz_at
     structure_at = known.structure_updated_at
     updated_at = latest(latest(course.enrolled_at, last_activity_at), structure_at)
-    summary = old.model_copy(
-        update={
+    summary = replaced(
+        old,
+        **{
             "status": status,
             "percent_complete": percent(done, total),
             "completed_modules": modules_done,
@@ -320,7 +322,7 @@ def summarize_after(
             "lesson_completions": lesson_completions,
             "perfect_quiz_at": perfect,
             "evidence": evidence,
-        }
+        },
     )
     return summary, after
 
@@ -451,8 +453,9 @@ def _dated(
     def grants(index: int) -> set[tuple[str, str, str]]:
         if index not in granted:
             version = versions[index]
-            then = known.model_copy(
-                update={"structure": version.structure, "structure_updated_at": version.updated_at}
+            then = replaced(
+                known,
+                **{"structure": version.structure, "structure_updated_at": version.updated_at},
             )
             summary = summarize_course(course_id, course, then, history=False)
             granted[index] = {_evidence_key(fact) for fact in summary.evidence}
@@ -471,7 +474,7 @@ def _dated(
             else:
                 held_from = since
             if held_from > fact.at:
-                fact = fact.model_copy(update={"known_at": held_from})
+                fact = replaced(fact, **{"known_at": held_from})
         dated.append(fact)
     return dated
 
@@ -495,8 +498,8 @@ def completed_under_earlier_structure(
     for version, ended_at in zip(known.earlier, ends, strict=True):
         if ended_at <= started_at or ended_at <= course.enrolled_at:
             continue  # superseded before the learner began: it cannot have been completed
-        then = known.model_copy(
-            update={"structure": version.structure, "structure_updated_at": version.updated_at}
+        then = replaced(
+            known, **{"structure": version.structure, "structure_updated_at": version.updated_at}
         )
         summary = summarize_course(course_id, course, then, history=False)
         if (
