@@ -51,7 +51,7 @@ from progress.state import (
     SubmissionState,
 )
 from progress.structure import CompetencyGrant, CourseStructure, ModuleDef
-from progress.trusted import replaced
+from progress.trusted import built, replaced
 
 ItemKind = Literal["lesson", "quiz", "assignment"]
 
@@ -513,20 +513,38 @@ def completed_under_earlier_structure(
 
 # --------------------------------------------------------------------------- rows
 
+# Structures are immutable and few (one per course, and its older ones): each one's lesson
+# index is built once rather than the structure scanned for every lesson row. Keyed by the
+# object (checked by identity, since an id can be reused once the structure is gone).
+_PLACES_KEPT = 256
+_places: dict[int, tuple[CourseStructure, dict[str, tuple[str, str]]]] = {}
+
+
+def _lesson_places(structure: CourseStructure) -> dict[str, tuple[str, str]]:
+    """Each lesson of ``structure``: its module's id and its completion criteria."""
+    held = _places.get(id(structure))
+    if held is not None and held[0] is structure:
+        return held[1]
+    if len(_places) >= _PLACES_KEPT:
+        _places.clear()
+    places = {
+        item.id: (module.id, item.completion_criteria)
+        for module in structure.modules
+        for item in module.lessons
+    }
+    _places[id(structure)] = (structure, places)
+    return places
+
 
 def lesson_row(
     state: LearnerState, course_id: str, lesson_id: str, known: KnownCourse | None
 ) -> LessonProgress:
     lesson = state.courses[course_id].lessons[lesson_id]
     structure = known.structure if known else None
-    module_id = lesson.module_id
-    criteria = "completion-event"
-    if structure:
-        for module in structure.modules:
-            for item in module.lessons:
-                if item.id == lesson_id:  # once at most: ids are unique in a structure
-                    module_id, criteria = module.id, item.completion_criteria
-    return LessonProgress(
+    place = _lesson_places(structure).get(lesson_id) if structure else None
+    module_id, criteria = place or (lesson.module_id, "completion-event")
+    return built(
+        LessonProgress,
         id=stable_id("lesson_progress", state.user_id, course_id, lesson_id),
         user_id=state.user_id,
         version=state.version,
@@ -565,7 +583,8 @@ def module_rows(
         structure_at = known.structure_updated_at
         created_at = earliest(course.enrolled_at, structure_at) or structure_at
         rows.append(
-            ModuleProgress(
+            built(
+                ModuleProgress,
                 id=stable_id("module_progress", state.user_id, course_id, module.id),
                 user_id=state.user_id,
                 version=state.version,
@@ -582,8 +601,8 @@ def module_rows(
                 started_at=f.started_at,
                 completed_at=f.completed_at,
                 last_activity_at=f.last_activity_at,
-                created_at=created_at,  # type: ignore[arg-type]
-                updated_at=latest(latest(f.last_activity_at, structure_at), course.enrolled_at),  # type: ignore[arg-type]
+                created_at=created_at,
+                updated_at=latest(latest(f.last_activity_at, structure_at), course.enrolled_at),
             )
         )
     return rows
@@ -594,14 +613,16 @@ def course_row(state: LearnerState, course_id: str) -> CourseProgress | None:
     summary = course.summary
     if summary is None or course.enrollment_id is None or course.enrolled_at is None:
         return None
-    return CourseProgress(
+    return built(
+        CourseProgress,
         id=stable_id("course_progress", state.user_id, course_id),
         user_id=state.user_id,
         version=state.version,
         course_id=course_id,
         enrollment_id=course.enrollment_id,
         created_at=course.enrolled_at,
-        **summary.model_dump(exclude=_LEARNER_WIDE_ONLY),
+        # The summary's own fields (scalars and times: nothing a dump would copy).
+        **{k: v for k, v in summary.__dict__.items() if k not in _LEARNER_WIDE_ONLY},
     )
 
 
@@ -617,7 +638,8 @@ def user_row(state: LearnerState, achievement_points: int) -> UserProgress:
     for s in summaries:
         last_activity = latest(last_activity, s.last_activity_at)
     streak_days, last_day = streak(state.activity_days)
-    return UserProgress(
+    return built(
+        UserProgress,
         id=stable_id("user_progress", state.user_id),
         user_id=state.user_id,
         version=state.version,
