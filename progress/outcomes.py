@@ -75,7 +75,14 @@ from progress.rollup import (
 )
 from progress.schema import stable_id
 from progress.snapshots import Snapshot
-from progress.state import AttemptState, CourseState, CourseSummary, KnownCourse, LearnerState
+from progress.state import (
+    AttemptState,
+    CourseState,
+    CourseSummary,
+    KnownCourse,
+    LearnerState,
+    SubmissionState,
+)
 from progress.structure import DEFAULT_PASS_MARK
 from progress.trusted import built, replaced
 
@@ -408,9 +415,12 @@ def _derive_course(
     time moves back (the event published keeps its). A structure change never moves it.
     """
     structure = known.structure if known else None
-    attempts = dict(course.quiz_attempts)
+    # Copied only when something in them is announced: most events announce nothing.
+    update: dict[str, object] = {}
+    attempts: dict[str, AttemptState] | None = None
     for attempt_id, attempt in course.quiz_attempts.items():
         if attempt.submitted_at is not None and not attempt.announced:
+            attempts = attempts if attempts is not None else dict(course.quiz_attempts)
             attempts[attempt_id] = replaced(attempt, **{"announced": True})
             quiz = structure.quiz(attempt.quiz_id) if structure else None
             published.append(
@@ -424,9 +434,10 @@ def _derive_course(
                     completed_at=attempt.submitted_at,
                 )
             )
-    submissions = dict(course.submissions)
+    submissions: dict[str, SubmissionState] | None = None
     for submission_id, submission in course.submissions.items():
         if submission.submitted_at is not None and not submission.announced:
+            submissions = submissions if submissions is not None else dict(course.submissions)
             submissions[submission_id] = replaced(submission, **{"announced": True})
             published.append(
                 AssignmentSubmitted(
@@ -437,14 +448,15 @@ def _derive_course(
                     submitted_at=submission.submitted_at,
                 )
             )
-    course = replaced(
-        course,
-        **{
-            "quiz_attempts": attempts,
-            "submissions": submissions,
-            "derived_with": known.structure_event_id if known and known.structure else "",
-        },
-    )
+    if attempts is not None:
+        update["quiz_attempts"] = attempts
+    if submissions is not None:
+        update["submissions"] = submissions
+    derived_with = known.structure_event_id if known and known.structure else ""
+    if derived_with != course.derived_with:
+        update["derived_with"] = derived_with
+    if update:
+        course = replaced(course, **update)
     if not course.enrolled:
         return replaced(course, **{"summary": None}), None
     after = None
