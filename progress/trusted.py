@@ -49,8 +49,15 @@ def _layout(cls: type[BaseModel]) -> tuple[tuple[str, Any, Any], ...]:
 def built(cls: type[M], /, **fields: Any) -> M:
     """``cls(**fields)`` without validation: fields left out take their defaults. A name
     ``cls`` does not have, or a required field left out, is a ``TypeError`` (a bug)."""
-    values: dict[str, Any] = {}
-    for name, default, factory in _layout(cls):
+    layout = _layout(cls)
+    if len(fields) == len(layout):  # every field given, as for rows: no defaults to look up
+        try:
+            values = {name: fields[name] for name, _, _ in layout}
+        except KeyError:
+            raise TypeError(f"{cls.__name__} has no field {sorted(fields)}") from None
+        return _made(cls, values, set(fields))
+    values = {}
+    for name, default, factory in layout:
         if name in fields:
             values[name] = fields[name]
         elif factory is not None:
@@ -61,9 +68,13 @@ def built(cls: type[M], /, **fields: Any) -> M:
             values[name] = default
     if len(fields) > len(values) or not fields.keys() <= values.keys():
         raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - values.keys())}")
+    return _made(cls, values, set(fields))
+
+
+def _made(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
     model = _new(cls)
     _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(fields))
+    _set(model, "__pydantic_fields_set__", fields_set)
     _set(model, "__pydantic_extra__", None)
     _set(model, "__pydantic_private__", None)
     return model
@@ -72,11 +83,6 @@ def built(cls: type[M], /, **fields: Any) -> M:
 def replaced(model: M, /, **update: Any) -> M:
     """``model.model_copy(update=update)`` (shallow, unvalidated, as that is) for a model
     with no extra or private attributes (the core's frozen models), at about half its cost."""
-    copy = _new(type(model))
     values = model.__dict__.copy()
     values.update(update)
-    _set(copy, "__dict__", values)
-    _set(copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
-    _set(copy, "__pydantic_extra__", None)
-    _set(copy, "__pydantic_private__", None)
-    return copy
+    return _made(type(model), values, model.__pydantic_fields_set__ | update.keys())
