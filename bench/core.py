@@ -20,10 +20,11 @@ is measured here, in batches of ``batch`` consecutive events:
 Not included: the worker's erasure check, member-index bookkeeping, the exact size check of
 ``_fits`` (it encodes only near the limit) and anything Faust or Kafka do.
 
-Times are CPU time (``time.process_time``), taken per batch and phase, so the split adds six
-timer reads per batch, not per event. Within a batch all messages are decoded first, then
-derived, then encoded: the same work the worker interleaves. ``--profile`` prints cProfile's
-top 20 functions by cumulative time.
+Times are CPU time (``time.process_time``), taken per batch and phase (encode also per part:
+published events, states, snapshots), so the split adds a few timer reads per batch, not per
+event. Within a batch all messages are decoded first, then derived, then encoded: the same
+work the worker interleaves. ``--profile`` prints cProfile's top 20 functions by cumulative
+time.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class _Core:
     seconds: dict[str, float] = field(
         default_factory=lambda: {"decode": 0.0, "derive": 0.0, "encode": 0.0}
     )
+    # The encode phase by what it writes (its three parts sum to it).
+    encode_split: dict[str, float] = field(
+        default_factory=lambda: {"published": 0.0, "states": 0.0, "snapshots": 0.0}
+    )
 
     def derive(self, event: Any) -> list[Outcome]:
         """The event's outcomes, as the worker's dispatch (``LearnerStream._apply``) makes them."""
@@ -125,7 +130,9 @@ class _Core:
                 self.outcomes += 1
         t2 = time.process_time()
         published_bytes = sum(len(e.model_dump_json().encode()) for e in published)
+        t_states = time.process_time()
         stored = [encode_state(state) for state in changed.values()]
+        t_snapshots = time.process_time()
         messages = [len(value) for made in snapshots.values() for value in snapshot_messages(made)]
         t3 = time.process_time()
         # Outside the timed phases: the JSON size of the states stored compressed.
@@ -142,6 +149,9 @@ class _Core:
         self.seconds["decode"] += t1 - t0
         self.seconds["derive"] += t2 - t1
         self.seconds["encode"] += t3 - t2
+        self.encode_split["published"] += t_states - t2
+        self.encode_split["states"] += t_snapshots - t_states
+        self.encode_split["snapshots"] += t3 - t_snapshots
 
 
 def run_core(workload: Workload, batch: int = BATCH) -> dict[str, Any]:
@@ -174,6 +184,10 @@ def run_core(workload: Workload, batch: int = BATCH) -> dict[str, Any]:
         "decode_us_per_event": round(1e6 * core.seconds["decode"] / n, 1),
         "derive_us_per_event": round(1e6 * core.seconds["derive"] / n, 1),
         "encode_us_per_event": round(1e6 * core.seconds["encode"] / n, 1),
+        **{
+            f"encode_{part}_us_per_event": round(1e6 * seconds / n, 1)
+            for part, seconds in core.encode_split.items()
+        },
         "published_per_event": round(core.published / n, 3),
         "published_bytes_per_event": round(core.published_bytes / n),
         "snapshot_messages": core.snapshot_messages,

@@ -27,6 +27,8 @@ def test_counts_add_up() -> None:
     assert figures["learners"] <= 30
     split = sum(figures[f"{p}_us_per_event"] for p in ("decode", "derive", "encode"))
     assert abs(split - figures["cpu_us_per_event"]) <= 0.5
+    parts = sum(figures[f"encode_{p}_us_per_event"] for p in ("published", "states", "snapshots"))
+    assert abs(parts - figures["encode_us_per_event"]) <= 0.5
     # A state's JSON is never smaller than what is stored of it (plain, or zlib from 64 KB).
     for q in ("p50", "p99", "max"):
         assert figures[f"state_json_bytes_{q}"] >= figures[f"state_bytes_{q}"]
