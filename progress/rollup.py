@@ -633,9 +633,24 @@ _LEARNER_WIDE_ONLY = {"lesson_completions", "perfect_quiz_at", "evidence"}
 def user_row(state: LearnerState, achievement_points: int) -> UserProgress:
     """``achievement_points``: the points of the learner's achievements, which count in
     TotalPoints beside the points of completed items."""
-    summaries = [c.summary for c in state.courses.values() if c.summary is not None]
+    # One pass over the courses (this runs for every event, and a learner has many).
+    courses = completed = in_progress = 0
+    lessons = lessons_done = quizzes = quizzes_done = tasks = tasks_done = points = 0
     last_activity: datetime | None = None
-    for s in summaries:
+    for course in state.courses.values():
+        s = course.summary
+        if s is None:
+            continue
+        courses += 1
+        completed += s.status == "completed"
+        in_progress += s.status == "in-progress"
+        lessons += s.total_lessons
+        lessons_done += s.completed_lessons
+        quizzes += s.total_quizzes
+        quizzes_done += s.completed_quizzes
+        tasks += s.total_assignments
+        tasks_done += s.completed_assignments
+        points += s.total_points
         last_activity = latest(last_activity, s.last_activity_at)
     streak_days, last_day = streak(state.activity_days)
     return built(
@@ -643,16 +658,16 @@ def user_row(state: LearnerState, achievement_points: int) -> UserProgress:
         id=stable_id("user_progress", state.user_id),
         user_id=state.user_id,
         version=state.version,
-        total_courses=len(summaries),
-        completed_courses=sum(1 for s in summaries if s.status == "completed"),
-        in_progress_courses=sum(1 for s in summaries if s.status == "in-progress"),
-        total_lessons=sum(s.total_lessons for s in summaries),
-        completed_lessons=sum(s.completed_lessons for s in summaries),
-        total_quizzes=sum(s.total_quizzes for s in summaries),
-        completed_quizzes=sum(s.completed_quizzes for s in summaries),
-        total_assignments=sum(s.total_assignments for s in summaries),
-        completed_assignments=sum(s.completed_assignments for s in summaries),
-        total_points=sum(s.total_points for s in summaries) + achievement_points,
+        total_courses=courses,
+        completed_courses=completed,
+        in_progress_courses=in_progress,
+        total_lessons=lessons,
+        completed_lessons=lessons_done,
+        total_quizzes=quizzes,
+        completed_quizzes=quizzes_done,
+        total_assignments=tasks,
+        completed_assignments=tasks_done,
+        total_points=points + achievement_points,
         last_activity_at=last_activity,
         created_at=state.created_at,
         updated_at=state.updated_at,
