@@ -333,7 +333,8 @@ def _conclude(
     )
     if changed and focus is not None and course_progress is not None:
         published.append(
-            ProgressUpdated(
+            built(
+                ProgressUpdated,
                 event_id=ProgressUpdated.id_for(state.user_id, focus[0], state.version),
                 user_id=state.user_id,
                 course_id=focus[0],

@@ -3,8 +3,8 @@
 The core builds rows, snapshots and state copies with ``built`` and ``replaced``, trusting
 its inputs' types; a value of another type (an int in a float field, a list for a tuple)
 would change the JSON without failing anywhere. Here the benchmark's workload runs through
-the core, and every snapshot and state it made is validated again from its own fields: the
-JSON must be byte for byte the same as the one written without validation.
+the core, and every snapshot, published event and state it made is validated again from its
+own fields: the JSON must be byte for byte the same as the one written without validation.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from bench.core import _Core
 from bench.loadgen import generate
 from progress.decode import decode_event
+from progress.events import ProgressUpdated, PublishedEvent
 from progress.models import ModuleProgress
 from progress.snapshots import Snapshot
 from progress.state import LearnerState, LessonState
@@ -57,17 +58,23 @@ def test_what_the_core_builds_on_the_workload_validates_to_the_same_json() -> No
     workload = generate(users=40, courses=3, events=1_500, seed=23)
     core = _Core()
     snapshots: list[Snapshot] = []
+    published: list[PublishedEvent] = []
     for record in workload.records:
         event = decode_event(record.kind, record.key, record.value)
         for outcome in core.derive(event):
             core.states[outcome.state.user_id] = outcome.state
             snapshots.append(outcome.snapshot)
+            published.extend(outcome.published)
     assert len(snapshots) > 1_000
     kinds = {name for s in snapshots for name in Snapshot.model_fields if getattr(s, name)}
     assert {"module_progress", "lesson_progress", "quiz_attempts"} <= kinds
     for snapshot in snapshots:
         again = Snapshot.model_validate(snapshot.model_dump())
         assert encode(snapshot) == again.model_dump_json().encode()
+    assert any(isinstance(e, ProgressUpdated) for e in published)
+    for event in published:
+        again_event = type(event).model_validate(event.model_dump())
+        assert encode(event) == again_event.model_dump_json().encode()
     for state in core.states.values():
         again_state = LearnerState.model_validate(state.model_dump())
         assert encode(state) == again_state.model_dump_json().encode()
