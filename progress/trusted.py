@@ -29,6 +29,7 @@ _set = object.__setattr__
 # Per model class: its fields in order, each with its default (or a factory), or required.
 _REQUIRED = object()
 _layouts: dict[type[BaseModel], tuple[tuple[str, Any, Any], ...]] = {}
+_names: dict[type[BaseModel], tuple[str, ...]] = {}  # the field names alone, in order
 
 
 def _layout(cls: type[BaseModel]) -> tuple[tuple[str, Any, Any], ...]:
@@ -43,12 +44,18 @@ def _layout(cls: type[BaseModel]) -> tuple[tuple[str, Any, Any], ...]:
             for name, info in cls.model_fields.items()
         )
         _layouts[cls] = layout
+        _names[cls] = tuple(name for name, _, _ in layout)
     return layout
 
 
 def built(cls: type[M], /, **fields: Any) -> M:
     """``cls(**fields)`` without validation: fields left out take their defaults. A name
     ``cls`` does not have, or a required field left out, is a ``TypeError`` (a bug)."""
+    names = _names.get(cls)
+    if names is not None and tuple(fields) == names:
+        # Every field, given in field order (the rows the core builds): the keyword dict,
+        # which is this call's own, is the field dict.
+        return _made(cls, fields, set(names))
     layout = _layout(cls)
     if len(fields) == len(layout):  # every field given, as for rows: no defaults to look up
         try:
