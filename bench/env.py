@@ -84,6 +84,10 @@ def create_env(base: Settings, api_port: int) -> BenchEnv:
             "redis_url": _with_redis_db(base.redis_url, BENCH_REDIS_DB),
             "api_port": api_port,
             "api_auth": "off",
+            # Any free port for the probes and metrics: two workers (the two_workers section)
+            # cannot both take the default one.
+            "worker_http_port": 0,
+            "sink_http_port": 0,
         }
     )
     return BenchEnv(run_id=run_id, settings=settings, work_dir=work_dir)
