@@ -406,7 +406,11 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=50)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--quick", action="store_true", help="a small run, about 4 minutes")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run: 2,000 learners, 20 courses, 20,000 events",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker")
     parser.add_argument("--only", nargs="*", help="run only these sections")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and its logs")
