@@ -7,6 +7,7 @@ read (their consumer lag is zero), so a counter's change is exactly what the str
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -200,6 +201,14 @@ async def test_api_counts_requests_by_route_and_status_and_cache_lookups(
     await lms.structure({"m1": ["l1"]})
     await lms.enroll(0)
     await course_when(pg_pool, lms, lambda r: r["total_lessons"] == 1)
+    # The session's API may still be reconnecting to PostgreSQL after a fault test restarted
+    # it (its pool retries with a doubling delay): count only once it is ready.
+    async with asyncio.timeout(120):
+        while True:
+            async with api.get("/readyz") as response:
+                if response.status == 200:
+                    break
+            await asyncio.sleep(0.5)
     before = await scrape(settings, "api")
 
     caches = []
