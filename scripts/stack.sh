@@ -140,15 +140,34 @@ port_open() {
 
 # ---------------------------------------------------------------- kafka
 
-kafka_pid() {
-  # Prints the pid from the pidfile if that process is alive and is a Kafka broker.
+# broker_pid <pidfile>: prints the pid from the pidfile if that process is alive and is a
+# Kafka broker (the plain one and kafka-secure alike).
+broker_pid() {
   local pid
-  [[ -s "$KAFKA_PID" ]] || return 1
-  pid="$(tr -dc '0-9' <"$KAFKA_PID")"
+  [[ -s "$1" ]] || return 1
+  pid="$(tr -dc '0-9' <"$1")"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
   printf '%s\n' "$pid"
 }
+
+# broker_kill <name> <pid>: SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT seconds.
+broker_kill() {
+  log "stopping $1 (pid $2)"
+  kill -TERM "$2" 2>/dev/null || true
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while kill -0 "$2" 2>/dev/null; do
+    if (( SECONDS >= deadline )); then
+      log "$1 still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$2" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.5
+  done
+}
+
+kafka_pid() { broker_pid "$KAFKA_PID"; }
 
 kafka_have_libs() {
   [[ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]]
@@ -320,31 +339,13 @@ kafka_stop() {
     fi
     return 0
   fi
-  log "stopping kafka (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null; do
-    if (( SECONDS >= deadline )); then
-      log "kafka still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 1
-      break
-    fi
-    sleep 0.5
-  done
+  broker_kill kafka "$pid"
   rm -f "$KAFKA_PID"
   log "kafka stopped"
 }
 # ---------------------------------------------------------------- kafka-secure
 
-ks_pid() {
-  local pid
-  [[ -s "$KS_PID" ]] || return 1
-  pid="$(tr -dc '0-9' <"$KS_PID")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
-  printf '%s\n' "$pid"
-}
+ks_pid() { broker_pid "$KS_PID"; }
 
 # A self-signed CA and a broker certificate naming 127.0.0.1 and localhost (clients check
 # the host name), made once; PEM throughout: Kafka reads PEM key stores, so no keytool.
@@ -511,17 +512,7 @@ ks_stop() {
     rm -f "$KS_PID"
     return 0
   fi
-  log "stopping kafka-secure (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null; do
-    if (( SECONDS >= deadline )); then
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 1
-      break
-    fi
-    sleep 0.5
-  done
+  broker_kill kafka-secure "$pid"
   rm -f "$KS_PID"
   log "kafka-secure stopped"
 }
