@@ -7,7 +7,7 @@ the worker's settings (``streams.app.create_app``): raw bytes topics, the same p
 (acks, linger, batch size, max request size), ``processing_guarantee="at_least_once"``, the
 same store, the worker's fixes to Faust's consumer (``streams.faust_fixes``) and its direct
 producer path (``streams.records.Records``). One agent reads every input topic of the
-workload in the worker's batches (``streams.batching.batches``, acknowledged once handled)
+workload in the worker's batches (``streams.batching.stream_batches``, acknowledged once handled)
 and, reading
 nothing of an event but its key, does what the worker's effects do (``streams.effects``):
 
@@ -121,7 +121,7 @@ def run_app(inputs: list[str], data_dir: str, variant: str = "worker") -> None:
     from adapters.settings import Settings
     from streams import faust_fixes
     from streams.app import app_options
-    from streams.batching import batches
+    from streams.batching import stream_batches
     from streams.monitor import QuietMonitor
     from streams.records import Records, delivered, halt
     from streams.tables import partition_of, write
@@ -185,12 +185,7 @@ def run_app(inputs: list[str], data_dir: str, variant: str = "worker") -> None:
     async def floor_events(stream: faust.StreamT[bytes]) -> None:
         # As the worker's learner agent (streams/app.py).
         stream.enable_acks = False
-        gathered = batches(
-            aiter(stream.events()),
-            max_items=settings.worker_batch_max_events,
-            max_wait_s=settings.worker_batch_max_wait_ms / 1000,
-            idle_s=settings.worker_batch_idle_ms / 1000,
-        )
+        gathered = stream_batches(stream, settings)
         async with aclosing(gathered):
             async for events in gathered:
                 try:

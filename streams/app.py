@@ -44,7 +44,7 @@ from adapters.topics import (
 from progress.decode import InvalidEvent, decode_event
 from progress.events import PublishedEvent
 from streams import faust_fixes
-from streams.batching import batches
+from streams.batching import stream_batches
 from streams.credentials import broker_credentials
 from streams.dead_letters import DeadLetters
 from streams.learners import LearnerStream
@@ -187,12 +187,7 @@ def create_app(settings: Settings) -> faust.App:
         # one state write per learner and batch (streams/effects.py). Acks are ours: an
         # event's offset may be committed only once its batch was handled and flushed.
         stream.enable_acks = False
-        gathered = batches(
-            aiter(stream.events()),
-            max_items=settings.worker_batch_max_events,
-            max_wait_s=settings.worker_batch_max_wait_ms / 1000,
-            idle_s=settings.worker_batch_idle_ms / 1000,
-        )
+        gathered = stream_batches(stream, settings)
         async with aclosing(gathered):
             async for events in gathered:
                 started = time.perf_counter()

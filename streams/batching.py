@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from adapters.settings import Settings
 
 T = TypeVar("T")
 
@@ -110,3 +112,15 @@ async def batches(
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def stream_batches(stream: Any, settings: Settings) -> AsyncGenerator[list[Any], None]:
+    """``batches`` of a Faust stream's events, bounded as the settings say
+    (``WORKER_BATCH_MAX_EVENTS``, ``WORKER_BATCH_MAX_WAIT_MS``, ``WORKER_BATCH_IDLE_MS``): the
+    worker's learner agent and the benchmark's Faust floor batch alike."""
+    return batches(
+        aiter(stream.events()),
+        max_items=settings.worker_batch_max_events,
+        max_wait_s=settings.worker_batch_max_wait_ms / 1000,
+        idle_s=settings.worker_batch_idle_ms / 1000,
+    )
