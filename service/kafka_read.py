@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -35,6 +35,14 @@ _FETCH_WAIT_MS = 20
 # Larger than any record the project writes (the sink's dead letters are the largest):
 # a partition fetch must hold at least one whole record.
 _FETCH_BYTES = SINK_DEAD_LETTER_MAX_BYTES + 1_000_000
+
+
+async def start_producer(producer: AIOKafkaProducer, settings: Settings) -> None:
+    """Start a command's producer; ``Unreachable``, in one line, when Kafka cannot be reached."""
+    try:
+        await producer.start()
+    except (KafkaError, OSError) as exc:
+        raise Unreachable(f"Kafka is not reachable at {describe_kafka(settings)}: {exc}") from None
 
 
 class TopicReader:

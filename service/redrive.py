@@ -17,14 +17,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from adapters.kafka_clients import describe_kafka, kafka_client_options
+from adapters.kafka_clients import kafka_client_options
 from adapters.settings import Settings
 from adapters.topics import input_topic
 from progress.decode import InvalidEvent, decode_event
 from progress.events import DeadLetter
 from progress.kinds import INPUT_KINDS, StreamKind
 from service.errors import Unreachable
-from service.kafka_read import TopicReader
+from service.kafka_read import TopicReader, start_producer
 from service.progress_bar import ProgressBar
 
 
@@ -57,12 +57,7 @@ async def redrive(
     await reader.start()
     producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     try:
-        try:
-            await producer.start()
-        except (KafkaError, OSError) as exc:
-            raise Unreachable(
-                f"Kafka is not reachable at {describe_kafka(settings)}: {exc}"
-            ) from None
+        await start_producer(producer, settings)
         # Up to the end offsets as they are now: letters dead-lettered while this runs wait
         # for the next redrive. (A fixed deadline used to end a long topic's read with a
         # TimeoutError after 120 s, however fast it went.)

@@ -61,7 +61,7 @@ from progress.outcomes import full_snapshots
 from progress.snapshots import Erasure, merge_within
 from progress.state import KnownCourse
 from service.errors import TopicMissing, Unreachable
-from service.kafka_read import TopicReader
+from service.kafka_read import TopicReader, start_producer
 from service.progress_bar import ProgressBar
 from streams.state_codec import decode_state
 
@@ -122,12 +122,7 @@ async def resnapshot(settings: Settings) -> ResnapshotReport:
         max_batch_size=settings.worker_producer_batch_bytes,
     )
     try:
-        try:
-            await producer.start()
-        except (KafkaError, OSError) as exc:
-            raise Unreachable(
-                f"Kafka is not reachable at {describe_kafka(settings)}: {exc}"
-            ) from None
+        await start_producer(producer, settings)
         return await _Resnapshot(settings, reader, producer).run()
     finally:
         await producer.stop()
