@@ -16,6 +16,7 @@ evidence, activity days) and the catalogs; nothing is counted per event. Definit
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import groupby
@@ -223,7 +224,11 @@ class Awards:
 
 
 def derive_learner(
-    state: LearnerState, catalog: Catalog, *, before: LearnerState | None = None
+    state: LearnerState,
+    catalog: Catalog,
+    *,
+    before: LearnerState | None = None,
+    evidence_as_derived: bool = False,
 ) -> tuple[LearnerState, Awards]:
     """Re-derive paths and competencies, and award what is newly earned (once each).
 
@@ -232,6 +237,11 @@ def derive_learner(
     that fact moves an award time earlier where it dates the award earlier than without it.
     Nothing else moves one: not a structure or catalog change, even one that would date it
     earlier, since it came after the award.
+
+    ``evidence_as_derived``: the caller knows the evidence (every course summary's, the
+    external and the superseded) is what ``state.competencies`` was derived from, so they
+    stand as they are (their derivation is a function of the evidence alone), and no
+    competency can be newly acquired. Only without ``before``.
     """
     summaries = _enrolled(state)
     paths = {
@@ -239,11 +249,14 @@ def derive_learner(
         for pid, path in sorted(catalog.learning_paths.items())
         if (summary := summarize_path(path, summaries, state)) is not None
     }
-    superseded = [fact for versions in state.superseded_evidence.values() for fact in versions]
-    competencies = {
-        cid: summarize_competency(cid, facts, superseded)
-        for cid, facts in sorted(competency_evidence(state).items())
-    }
+    if evidence_as_derived and before is None:
+        competencies = state.competencies
+    else:
+        superseded = [fact for versions in state.superseded_evidence.values() for fact in versions]
+        competencies = {
+            cid: summarize_competency(cid, facts, superseded)
+            for cid, facts in sorted(competency_evidence(state).items())
+        }
     acquired = dict(state.competencies_acquired)
     new_competencies = []
     for cid, competency in competencies.items():
@@ -310,8 +323,16 @@ def _lessons_reached(
     """``LearnerState.lessons_reached`` after this derivation: a count reached for the first
     time is recorded at the n-th lesson's time; a late fact (``before``: the learner without
     it) may move a recorded one earlier, where it dates the n-th lesson earlier."""
-    counted = sorted(t for s in summaries.values() for t in s.lesson_completions)
     reached = list(state.lessons_reached)
+    if before is None:
+        # Only counts reached for the first time are recorded: the times from the
+        # len(reached)+1-th on, that is the largest ones, usually one or none.
+        times = [t for s in summaries.values() for t in s.lesson_completions]
+        new = len(times) - len(reached)
+        if new <= 0:
+            return state.lessons_reached
+        return (*reached, *sorted(heapq.nlargest(new, times)))
+    counted = sorted(t for s in summaries.values() for t in s.lesson_completions)
     then: list[datetime] = []
     if before is not None and any(at < reached[n] for n, at in enumerate(counted[: len(reached)])):
         then = sorted(t for s in _enrolled(before).values() for t in s.lesson_completions)
@@ -454,8 +475,8 @@ def _removed_any(original: LearnerState, state: LearnerState) -> bool:
         now = state.competencies.get(cid)
         if now is None:
             return True
-        if now is not then and {(e.type, e.reference_id) for e in then.evidence} - {
-            (e.type, e.reference_id) for e in now.evidence
-        }:
-            return True
+        if now is not then and now.evidence != then.evidence:
+            kept = {(e.type, e.reference_id) for e in now.evidence}
+            if any((e.type, e.reference_id) not in kept for e in then.evidence):
+                return True
     return False

@@ -305,7 +305,15 @@ def _conclude(
         # idempotent on the same inputs), and no award can be new.
         awards = Awards([], [])
     else:
-        candidate, awards = derive_learner(candidate, catalog, before=before)
+        as_derived = (
+            change is not None
+            and focus is not None
+            and original is not None
+            and _evidence_same(original, candidate, focus[0])
+        )
+        candidate, awards = derive_learner(
+            candidate, catalog, before=before, evidence_as_derived=as_derived
+        )
         candidate = replaced(candidate, **{"award_points": achievement_points(candidate, catalog)})
     published += _award_events(candidate, awards, catalog)
 
@@ -380,6 +388,20 @@ def _learner_inputs_same(
     # A learning path also shows its courses' first and last activity.
     on_path = any(course_id in path.course_ids for path in catalog.learning_paths.values())
     return not on_path or (a.started_at, a.last_activity_at) == (b.started_at, b.last_activity_at)
+
+
+def _evidence_same(original: LearnerState, candidate: LearnerState, course_id: str) -> bool:
+    """Whether the competencies' evidence is as it was in ``original``, the event having
+    changed only the course ``course_id`` (and perhaps the activity days)."""
+    then = original.courses.get(course_id)
+    now = candidate.courses[course_id]
+    a = then.summary if then is not None else None
+    b = now.summary
+    return (
+        (a.evidence == b.evidence if a is not None and b is not None else a is b)
+        and candidate.external_evidence is original.external_evidence
+        and candidate.superseded_evidence is original.superseded_evidence
+    )
 
 
 # The state without its bookkeeping (version, updated_at): what tells whether an event
@@ -605,18 +627,24 @@ def _snapshot(
         ]
     learner_wide = learner_wide_rows(state, original)
     # Built, not validated: every row is the learner's at ``state.version`` (what the
-    # snapshot's validator checks), and the sink validates the snapshot it reads.
+    # snapshot's validator checks), and the sink validates the snapshot it reads. Every
+    # field, in field order: ``built``'s quickest path.
     return built(
         Snapshot,
         user_id=state.user_id,
         version=state.version,
         user_progress=user_row(state, state.award_points),
+        course_progress=tuple(parts["course_progress"]),
+        module_progress=tuple(parts["module_progress"]),
+        lesson_progress=tuple(parts["lesson_progress"]),
+        quiz_attempts=tuple(parts["quiz_attempts"]),
+        quiz_question_responses=tuple(parts["quiz_question_responses"]),
+        assignment_submissions=tuple(parts["assignment_submissions"]),
         learning_path_progress=tuple(learner_wide.paths),
         user_competencies=tuple(learner_wide.competencies),
         user_achievements=tuple(learner_wide.achievements),
         whole_modules=whole_modules,
         whole_learner_wide=state.version if learner_wide.whole else 0,
-        **{name: tuple(rows) for name, rows in parts.items()},
     )
 
 
