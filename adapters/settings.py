@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     # of it; "stock" also keeps its per-event statistics, which only Faust's web pages show
     # (the worker runs without them), at about 2 µs per event (bench/faust_overhead.py).
     worker_faust_monitor: Literal["quiet", "stock"] = "quiet"
+    # Net allocations between passes of the cyclic garbage collector's young generation
+    # (adapters/collector.py; Python's default is 700): the states the worker holds make each
+    # pass costly, and its derivation makes no cycles. 0: the cyclic collector is off.
+    worker_gc_threshold: int = Field(default=50_000, ge=0)
 
     # Snapshot sink.
     sink_group_id: str = "lms-progress-sink"

@@ -17,6 +17,9 @@ is measured here, in batches of ``batch`` consecutive events:
   of the batch each changed learner's state (``streams.state_codec.encode_state``) and its
   snapshots merged (``streams.effects.snapshot_messages``), once per learner per batch.
 
+The garbage collector is tuned as in the worker's process (``WORKER_GC_THRESHOLD``,
+``adapters/collector.py``); ``--gc-threshold 700`` measures with Python's default.
+
 Not included: the worker's erasure check, member-index bookkeeping, the exact size check of
 ``_fits`` (it encodes only near the limit) and anything Faust or Kafka do.
 
@@ -32,12 +35,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import pstats
 import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.collector import tune_collector
+from adapters.settings import Settings
 from bench.loadgen import Record, Workload, generate
 from progress.decode import decode_event
 from progress.events import CourseUpdated, PublishedEvent
@@ -154,15 +160,28 @@ class _Core:
         self.encode_split["snapshots"] += t3 - t_snapshots
 
 
-def run_core(workload: Workload, batch: int = BATCH) -> dict[str, Any]:
+def run_core(
+    workload: Workload, batch: int = BATCH, gc_threshold: int | None = None
+) -> dict[str, Any]:
     """Run the workload's records (its courses first, then its activity, as generated) through
-    the core in batches of ``batch``; return the figures (see ``measure``)."""
+    the core in batches of ``batch``, with the garbage collector tuned as the worker's process
+    is (``gc_threshold``, None: the worker's setting, ``WORKER_GC_THRESHOLD``); return the
+    figures (see ``measure``). The collector's own settings are restored after."""
+    if gc_threshold is None:
+        gc_threshold = Settings().worker_gc_threshold
     core = _Core()
     records = workload.records
-    wall = time.perf_counter()
-    for start in range(0, len(records), batch):
-        core.batch(records[start : start + batch])
-    wall = time.perf_counter() - wall
+    saved, enabled = gc.get_threshold(), gc.isenabled()
+    tune_collector(gc_threshold)
+    try:
+        wall = time.perf_counter()
+        for start in range(0, len(records), batch):
+            core.batch(records[start : start + batch])
+        wall = time.perf_counter() - wall
+    finally:
+        gc.set_threshold(*saved)
+        if enabled:
+            gc.enable()
     cpu = sum(core.seconds.values())
     n = core.events
     sizes = sorted(core.state_sizes)
@@ -178,6 +197,7 @@ def run_core(workload: Workload, batch: int = BATCH) -> dict[str, Any]:
         "skipped": core.skipped,
         "outcomes": core.outcomes,
         "batch": batch,
+        "gc_threshold": gc_threshold,
         "cpu_us_per_event": round(1e6 * cpu / n, 1),
         "events_per_s": round(n / cpu),
         "wall_events_per_s": round(n / wall),
@@ -205,14 +225,16 @@ def run_core(workload: Workload, batch: int = BATCH) -> dict[str, Any]:
     }
 
 
-async def measure(workload: Workload, batch: int = BATCH) -> dict[str, Any]:
+async def measure(
+    workload: Workload, batch: int = BATCH, gc_threshold: int | None = None
+) -> dict[str, Any]:
     """The core's cost per event on ``workload`` (``run_core``; CPU-bound, runs in the loop's
     thread). Figures: ``cpu_us_per_event`` and ``events_per_s`` (CPU time, process-wide),
     the split ``decode/derive/encode_us_per_event`` (summing to the first), counts
     (``events == learner_events + course_events + skipped``), published events and snapshot
     bytes per event, state writes per event and their size p50/p99/max as stored
     (``encode_state``: zlib from 64 KB) and as JSON."""
-    return run_core(workload, batch)
+    return run_core(workload, batch, gc_threshold)
 
 
 def main() -> None:
@@ -223,6 +245,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        help="the collector's young-generation threshold (default: WORKER_GC_THRESHOLD's; "
+        "700 is Python's own, 0 turns it off)",
+    )
     parser.add_argument("--quick", action="store_true", help="bench.run --quick's sizes")
     parser.add_argument("--profile", action="store_true", help="cProfile: top 20, cumulative")
     args = parser.parse_args()
@@ -230,14 +259,14 @@ def main() -> None:
         args.users, args.courses, args.events = 2000, 20, 20_000
     workload = generate(args.users, args.courses, args.events, args.seed)
     if not args.profile:
-        figures = asyncio.run(measure(workload, args.batch))
+        figures = asyncio.run(measure(workload, args.batch, args.gc_threshold))
         for name, value in figures.items():
             print(f"{name:28} {value}")
         return
     # Profiled outside the event loop, so the top lines are the core's, not asyncio's.
     profiler = cProfile.Profile()
     profiler.enable()
-    figures = run_core(workload, args.batch)
+    figures = run_core(workload, args.batch, args.gc_threshold)
     profiler.disable()
     for name, value in figures.items():
         print(f"{name:28} {value}")

@@ -118,6 +118,7 @@ def run_app(inputs: list[str], data_dir: str, variant: str = "worker") -> None:
     from faust.sensors import Monitor
     from faust.types import EventT
 
+    from adapters.collector import tune_collector
     from adapters.settings import Settings
     from streams import faust_fixes
     from streams.app import app_options
@@ -129,6 +130,7 @@ def run_app(inputs: list[str], data_dir: str, variant: str = "worker") -> None:
     settings = Settings()
     app_id, published_name, snapshots_name = names(settings.topic_prefix, variant)
     faust_fixes.apply()
+    tune_collector(settings.worker_gc_threshold)  # as the worker's process (service/cli.py)
     # As streams.app.create_app, but for the app id and the data dir (and the variant's Monitor).
     options = app_options(settings)
     if variant == "full":

@@ -72,9 +72,11 @@ def _topics(settings: Settings) -> None:
 def _worker(settings: Settings) -> None:
     import faust
 
+    from adapters.collector import tune_collector
     from streams.app import create_app
 
     _topics(settings)
+    tune_collector(settings.worker_gc_threshold)
     app = create_app(settings)
     worker = faust.Worker(
         app,
