@@ -25,9 +25,11 @@ from progress.snapshots import Snapshot
 _MERGE = sql.SQL(
     "insert into course_progress_daily (user_id, course_id, day, version, status,"
     " percent_complete, completed_items, total_items, last_activity_at)"
-    " select * from unnest(%(user_id)s::text[], %(course_id)s::text[], %(day)s::date[],"
-    " %(version)s::bigint[], %(status)s::text[], %(percent_complete)s::float8[],"
-    " %(completed_items)s::int[], %(total_items)s::int[], %(last_activity_at)s::timestamptz[])"
+    # Binary arrays (%b): as text, psycopg formats every element and checks every string
+    # for characters to quote, about six times the CPU for a batch's history (measured).
+    " select * from unnest(%(user_id)b::text[], %(course_id)b::text[], %(day)b::date[],"
+    " %(version)b::bigint[], %(status)b::text[], %(percent_complete)b::float8[],"
+    " %(completed_items)b::int[], %(total_items)b::int[], %(last_activity_at)b::timestamptz[])"
     # Sorted by key below: the lock order two overlapping sinks share.
     " on conflict (user_id, course_id, day) do update set version = excluded.version,"
     " status = excluded.status, percent_complete = excluded.percent_complete,"
