@@ -108,8 +108,12 @@ class Sought:
 
 
 def _sought(consumer: Consumer) -> Sought:
-    # Kept on the consumer itself: one per consumer, gone with it.
-    sought: Sought = consumer.__dict__.setdefault("_progress_sought", Sought())
+    # Kept on the consumer itself: one per consumer, gone with it. Read twice per record
+    # handed over (``_without_overtaken``), changelog records included: a Sought is built
+    # only the first time, not (as ``setdefault``'s argument would be) on every call.
+    sought: Sought | None = consumer.__dict__.get("_progress_sought")
+    if sought is None:
+        sought = consumer.__dict__["_progress_sought"] = Sought()
     return sought
 
 
