@@ -8,6 +8,10 @@ probe is timed from just before its LessonCompleted is handed to the producer to
 reaching it), polled every ``poll`` seconds, so the figures are late by up to one poll. The
 API answers from Redis, which the sink advances after each PostgreSQL commit, so this is
 the whole path: Kafka, worker, snapshot topic, sink, PostgreSQL, Redis, API.
+
+Beside the latencies, the worker's and the sink's consumer lag, sampled every second from
+warm-up to the end (``bench/lag.py``): a lag that grows through the section means the pipeline
+does not keep up with ``rate``, one that stays small means the latency is spent waiting.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from datetime import UTC, datetime
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
+from adapters.topics import learner_input_topics
 from bench.env import BenchEnv
+from bench.lag import LagWatch, lag_figures
 from bench.loadgen import ACTIVITY_KINDS, Course, LoadGenerator, topic_for
+from bench.pipeline import worker_batching
 from bench.services import Service
 
 
@@ -37,8 +44,20 @@ async def measure(
     warmup: float = 5.0,
     probes: int = 5,
     poll: float = 0.02,
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     settings = env.settings
+    t = settings.topics
+    lag = LagWatch(
+        settings,
+        {
+            # Faust's group id is its app id.
+            "worker": (
+                f"{settings.topic_prefix}{settings.worker_app_id}",
+                [*learner_input_topics(t), t.catalog_broadcast],
+            ),
+            "sink": (settings.sink_group_id, [t.snapshots]),
+        },
+    )
     services = [
         Service.progress(env, "worker", name="worker-fresh"),
         Service.progress(env, "sink", name="sink-fresh"),
@@ -53,6 +72,7 @@ async def measure(
             await _until_ready(http, f"{base}/readyz", within=60)
             users = [f"probe{env.run_id}x{i}" for i in range(probes)]
             stop = asyncio.Event()
+            await lag.start()
             load = asyncio.create_task(_steady_load(producer, env, courses, seed, rate, stop))
             await asyncio.sleep(warmup)
             latencies: list[float] = []
@@ -69,6 +89,7 @@ async def measure(
             stop.set()
             sent = await load
     finally:
+        samples = await lag.stop()
         with contextlib.suppress(Exception):
             await producer.stop()
         for service in reversed(services):
@@ -84,6 +105,10 @@ async def measure(
         "p50_ms": 1000 * statistics.median(ordered),
         "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
         "max_ms": 1000 * ordered[-1],
+        **lag_figures(samples),
+        # Batches during the section: small ones under a growing lag mean the batch was cut
+        # before what was waiting had been read (streams/batching.py).
+        **worker_batching(services[0].log_text()),
     }
 
 

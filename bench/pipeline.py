@@ -72,7 +72,7 @@ async def measure(
     if first is None:
         raise RuntimeError(f"the worker wrote no snapshots; see {worker.log_path}")
     worker_s = done - first
-    batching = _batching(worker.log_text())
+    batching = worker_batching(worker.log_text())
     states = percentiles(await stored_state_sizes(settings), "state_bytes")
     snapshots = total(await end_offsets(bootstrap, [t.snapshots]))
     published = total(await end_offsets(bootstrap, published_topics(t).values()))
@@ -110,7 +110,7 @@ _REPORT = re.compile(
 )
 
 
-def _batching(log_text: str) -> dict[str, float]:
+def worker_batching(log_text: str) -> dict[str, float]:
     """The worker's mean batch and learner-state writes per event, from its last report;
     nothing when it logged none."""
     found = _REPORT.findall(log_text)
