@@ -25,7 +25,11 @@ Then, per store, in a fresh ``WORKER_DATA_DIR``:
 Ready: from process start to the worker's "Worker ready" log line (Faust, after recovery), and
 to the moment a fresh probe enrolment, produced before the start, has been processed (its
 snapshot is on ``progress.snapshots``): the worker is restored and doing new work. RSS: the
-worker's VmRSS once the probe is processed, and its peak (VmHWM), from /proc.
+worker's VmRSS once the probe is processed, and its peak (VmHWM), from /proc. CPU: the
+worker's CPU seconds (user + system, /proc) when it logged that the changelog was read, and
+once the probe is processed. On a shared machine the wall-clock times also hold the time the
+worker waited for a core; its CPU seconds do not, so they tell a slower worker from a busier
+machine.
 
 Everything is under a topic prefix and app id of its own (``benchb-<run>.``), deleted at the end.
 """
@@ -99,6 +103,7 @@ class WorkerRun:
     started: float
     log_path: Path
     seen: dict[str, float] = field(default_factory=dict)
+    cpu_at: dict[str, float] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
 
     @property
@@ -138,6 +143,8 @@ async def _follow_log(run: WorkerRun) -> None:
             for name, pattern in _MILESTONES.items():
                 if name not in run.seen and pattern.search(text):
                     run.seen[name] = time.monotonic() - run.started
+                    with contextlib.suppress(OSError):
+                        run.cpu_at[name] = cpu_seconds(run.pid)
 
 
 async def stop_worker(run: WorkerRun) -> float:
@@ -154,6 +161,13 @@ async def stop_worker(run: WorkerRun) -> float:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(run._reader, timeout=5)
     return time.monotonic() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far (Linux, /proc)."""
+    # The fields after the command name, which is in parentheses and may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -412,6 +426,7 @@ async def timed_start(
             # Faust may start the agents a moment before it logs "Worker ready".
             ready_s = await _until_milestone(run, "worker_ready", 30)
             memory = memory_mib(run.pid)
+            cpu_s = cpu_seconds(run.pid)
         finally:
             stop_s = await stop_worker(run)
     figures = {
@@ -420,9 +435,12 @@ async def timed_start(
         "rss_mib": memory.get("VmRSS", 0.0),
         "peak_rss_mib": memory.get("VmHWM", 0.0),
         "stop_s": round(stop_s, 1),
+        "cpu_s": round(cpu_s, 1),
     }
     if "changelog_read" in run.seen:
         figures["changelog_read_s"] = round(run.seen["changelog_read"], 1)
+    if "changelog_read" in run.cpu_at:
+        figures["changelog_read_cpu_s"] = round(run.cpu_at["changelog_read"], 1)
     return figures
 
 
