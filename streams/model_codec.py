@@ -35,6 +35,13 @@ def encode(model: BaseModel) -> bytes:
     return _ENCODER.encode(model)
 
 
+def encode_fields(fields: dict[str, Any]) -> bytes:
+    """The JSON of a model's field dict (``model.__dict__``, in field order) whose values may
+    be taken from ``encode`` already, as ``msgspec.Raw``: the model's JSON when they are that
+    model's fields; for a model tree ``require_field_dicts`` took."""
+    return _ENCODER.encode(fields)
+
+
 def require_field_dicts(model: type[BaseModel]) -> None:
     """Raise ``TypeError`` unless ``model`` and every model its fields hold write their field
     dict as their JSON (module docstring); ``encode`` is then exact for them."""
