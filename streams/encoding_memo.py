@@ -29,26 +29,35 @@ import msgspec
 from pydantic import BaseModel
 
 
+class _Kept(weakref.KeyedRef):
+    """An entry: the weak reference to the model, keyed by its id, with the model's JSON.
+    One object per entry (not a tuple besides): every entry is one more object for the cyclic
+    garbage collector to traverse, and the worker's collections already cost much."""
+
+    __slots__ = ("json",)
+    json: msgspec.Raw
+
+
 class EncodingMemo:
     """``json(model)`` is ``msgspec.Raw(encode(model))``, encoded once per live model."""
 
     def __init__(self, encode: Callable[[BaseModel], bytes]) -> None:
         self._encode = encode
-        self._kept: dict[int, tuple[weakref.KeyedRef, msgspec.Raw]] = {}
+        self._kept: dict[int, _Kept] = {}
 
     def json(self, model: BaseModel) -> msgspec.Raw:
         key = id(model)
         kept = self._kept.get(key)
-        if kept is not None and kept[0]() is model:
-            return kept[1]
-        raw = msgspec.Raw(self._encode(model))
-        self._kept[key] = (weakref.KeyedRef(model, self._gone, key), raw)
-        return raw
+        if kept is not None and kept() is model:
+            return kept.json
+        entry = _Kept(model, self._gone, key)
+        entry.json = msgspec.Raw(self._encode(model))
+        self._kept[key] = entry
+        return entry.json
 
     def _gone(self, ref: weakref.KeyedRef) -> None:
-        # Only the entry this reference made: its key may hold a later object's by now.
-        kept = self._kept.get(ref.key)
-        if kept is not None and kept[0] is ref:
+        # Only the entry this reference is: its key may hold a later object's by now.
+        if self._kept.get(ref.key) is ref:
             del self._kept[ref.key]
 
     def __len__(self) -> int:
@@ -57,4 +66,4 @@ class EncodingMemo:
 
     def kept_bytes(self) -> int:
         """The size of the JSON kept, in bytes."""
-        return sum(len(raw) for _, raw in self._kept.values())
+        return sum(len(entry.json) for entry in self._kept.values())
