@@ -13,7 +13,8 @@ from collections import OrderedDict
 from progress.state import LearnerState
 
 # Bounded, since a worker's partitions can hold millions of learners; a parsed state takes
-# about 12 KB (2.4 KB of JSON) in the benchmark's workload, so this is some 120 MB.
+# about 12 KB (2.4 KB of JSON) in the benchmark's workload, so this is some 120 MB, and about
+# 24 MB more for its courses' JSON, which ``streams.encoding_memo`` keeps while they live.
 KEPT_LEARNERS = 10_000
 
 
