@@ -77,6 +77,8 @@ def _worker(settings: Settings) -> None:
 
     _topics(settings)
     tune_collector(settings.worker_gc_threshold)
+    # Faust creates the data dir itself, but not its parents (the demo's var/worker/<cluster>).
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(
         app,

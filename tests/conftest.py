@@ -36,7 +36,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         worker_http_port=free_port(),
         sink_http_port=free_port(),
         log_format="json",
-        worker_data_dir=tmp_path_factory.mktemp("worker-data"),
+        # Not there yet, nor its parent: the worker makes them (as the demo's
+        # var/worker/<cluster id> on a fresh clone).
+        worker_data_dir=tmp_path_factory.mktemp("worker-data") / "cluster" / "worker",
     )
 
 
