@@ -323,29 +323,24 @@ def _lessons_reached(
     """``LearnerState.lessons_reached`` after this derivation: a count reached for the first
     time is recorded at the n-th lesson's time; a late fact (``before``: the learner without
     it) may move a recorded one earlier, where it dates the n-th lesson earlier."""
-    reached = list(state.lessons_reached)
+    reached = state.lessons_reached
     if before is None:
         # Only counts reached for the first time are recorded: the times from the
         # len(reached)+1-th on, that is the largest ones, usually one or none.
         times = [t for s in summaries.values() for t in s.lesson_completions]
         new = len(times) - len(reached)
-        if new <= 0:
-            return state.lessons_reached
-        return (*reached, *sorted(heapq.nlargest(new, times)))
+        return (*reached, *sorted(heapq.nlargest(new, times))) if new > 0 else reached
     counted = sorted(t for s in summaries.values() for t in s.lesson_completions)
+    moved = list(reached)
     then: list[datetime] = []
-    if before is not None and any(at < reached[n] for n, at in enumerate(counted[: len(reached)])):
+    if any(at < reached[n] for n, at in enumerate(counted[: len(reached)])):
         then = sorted(t for s in _enrolled(before).values() for t in s.lesson_completions)
     for n, at in enumerate(counted):
         if n >= len(reached):
-            reached.append(at)
-        elif (
-            before is not None
-            and at < reached[n]
-            and _moved_back(at, then[n] if n < len(then) else None)
-        ):
-            reached[n] = at
-    return tuple(reached)
+            moved.append(at)
+        elif at < reached[n] and _moved_back(at, then[n] if n < len(then) else None):
+            moved[n] = at
+    return tuple(moved)
 
 
 def achievement_points(state: LearnerState, catalog: Catalog) -> int:
