@@ -147,6 +147,15 @@ def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far, all its threads (Linux,
+    ``/proc/<pid>/stat``, in clock ticks of 10 ms); ``OSError`` once it has exited."""
+    # Fields after the command name (which may hold spaces): utime and stime are the 14th
+    # and 15th fields of the line, the 12th and 13th after it.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuClock:
     """The CPU time (user and system, all its threads) a process has used, sampled from
     outside every ``every`` seconds from ``start`` to ``stop``: a window known only
@@ -155,8 +164,6 @@ class CpuClock:
     Linux only (``/proc/<pid>/stat``), in clock ticks (10 ms): over a window of seconds and
     thousands of events the error per event is small.
     """
-
-    _TICK = 1 / os.sysconf("SC_CLK_TCK")
 
     def __init__(self, pid: int, every: float) -> None:
         self.pid = pid
@@ -189,14 +196,11 @@ class CpuClock:
 
     def _sample(self) -> None:
         try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            cpu = cpu_seconds(self.pid)
         except OSError:  # the process has exited
             return
-        # Fields after the command name (which may hold spaces): utime and stime are the
-        # 14th and 15th fields of the line, the 12th and 13th after it.
-        fields = stat.rsplit(")", 1)[1].split()
         self._times.append(time.time())
-        self._cpu.append((int(fields[11]) + int(fields[12])) * self._TICK)
+        self._cpu.append(cpu)
 
     def _at(self, t: float) -> float:
         if not self._times:

@@ -62,6 +62,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from adapters.settings import Settings
 from adapters.topics import ensure_topics, topic_specs
 from bench.figures import print_figures
+from bench.pipeline import cpu_seconds
 from bench.seeding import START, course_shape, course_update
 from streams.indexes import LEARNER_INDEX_SHARDS
 
@@ -161,13 +162,6 @@ async def stop_worker(run: WorkerRun) -> float:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(run._reader, timeout=5)
     return time.monotonic() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds a process has used so far (Linux, /proc)."""
-    # The fields after the command name, which is in parentheses and may hold spaces.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mib(pid: int) -> dict[str, float]:
