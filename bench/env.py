@@ -2,8 +2,11 @@
 groups, PostgreSQL database, Redis database and working directory.
 
 The stack (Kafka, PostgreSQL, Redis) is shared with other work, so a run never touches what
-is not its own: everything it creates carries the run id, and ``cleanup`` deletes only the
-topics whose names contain it.
+is not its own: everything it creates carries the run id (its database is
+``progress_bench_<run id>``), and ``cleanup`` deletes only the topics whose names contain
+it and that database. Two runs at once therefore keep apart, but for Redis db 1, which they
+share: their API caches hold the same learners' keys, so only one run at a time measures the
+API.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from bench.offsets import end_offsets
 
 log = logging.getLogger(__name__)
 
-BENCH_DATABASE = "progress_bench"
+BENCH_DATABASE_PREFIX = "progress_bench_"
 BENCH_REDIS_DB = 1
 
 
@@ -43,6 +46,10 @@ class BenchEnv:
     def tag(self) -> str:
         """In every topic and group name of the run, and only there."""
         return f"bench-{self.run_id}"
+
+    @property
+    def database(self) -> str:
+        return f"{BENCH_DATABASE_PREFIX}{self.run_id}"
 
     def group(self, name: str) -> str:
         return f"{self.tag}.{name}"
@@ -80,7 +87,7 @@ def create_env(base: Settings, api_port: int) -> BenchEnv:
             "worker_app_id": "worker",
             "worker_data_dir": work_dir / "worker",
             "sink_group_id": f"bench-{run_id}.sink",
-            "database_url": _with_database(base.database_url, BENCH_DATABASE),
+            "database_url": _with_database(base.database_url, BENCH_DATABASE_PREFIX + run_id),
             "redis_url": _with_redis_db(base.redis_url, BENCH_REDIS_DB),
             "api_port": api_port,
             "api_auth": "off",
@@ -97,7 +104,7 @@ async def prepare(env: BenchEnv, base: Settings) -> None:
     """A fresh bench database with the project's schema, and the run's topics."""
     admin_url = base.database_url
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
-        name = sql.Identifier(BENCH_DATABASE)
+        name = sql.Identifier(env.database)
         await conn.execute(sql.SQL("drop database if exists {} with (force)").format(name))
         await conn.execute(sql.SQL("create database {}").format(name))
     # Applied here, so that the sink's measured start does not include them.
@@ -121,8 +128,9 @@ async def create_topics(env: BenchEnv, names: Iterable[str]) -> None:
         await admin.close()
 
 
-async def cleanup(env: BenchEnv, *, keep_work_dir: bool = False) -> list[str]:
-    """Delete the run's topics (input, output, changelogs, peers'), and its work dir."""
+async def cleanup(env: BenchEnv, base: Settings, *, keep_work_dir: bool = False) -> list[str]:
+    """Delete the run's topics (input, output, changelogs, peers'), its database (kept with
+    the work dir), and its work dir."""
     admin = AIOKafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -132,6 +140,9 @@ async def cleanup(env: BenchEnv, *, keep_work_dir: bool = False) -> list[str]:
     finally:
         await admin.close()
     if not keep_work_dir:
+        async with await psycopg.AsyncConnection.connect(base.database_url, autocommit=True) as c:
+            name = sql.Identifier(env.database)
+            await c.execute(sql.SQL("drop database if exists {} with (force)").format(name))
         shutil.rmtree(env.work_dir, ignore_errors=True)
     log.info("deleted %d topics of %s", len(ours), env.tag)
     return ours
