@@ -81,17 +81,22 @@ async def wait_for_group(
         await admin.close()
 
 
-async def first_record_time(bootstrap: str, topic: str, within: float = 10.0) -> float | None:
-    """The earliest CreateTime (in seconds) among the first records of each partition."""
+async def first_record_time(
+    bootstrap: str, topic: str, within: float = 10.0, *, after: Offsets | None = None
+) -> float | None:
+    """The earliest CreateTime (in seconds) among the first records of each partition, or
+    the first records from ``after``'s offsets on (records before them are not counted)."""
+    starts = after or {}
     ends = await end_offsets(bootstrap, [topic])
-    wanted = {tp for tp, end in ends.items() if end > 0}
+    wanted = {tp for tp, end in ends.items() if end > starts.get(tp, 0)}
     if not wanted:
         return None
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(wanted))
-        await consumer.seek_to_beginning(*wanted)
+        for tp in wanted:
+            consumer.seek(tp, starts.get(tp, 0))
         earliest: float | None = None
         deadline = time.monotonic() + within
         while wanted and time.monotonic() < deadline:

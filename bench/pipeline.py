@@ -1,5 +1,7 @@
 """The pipeline: the real ``progress worker``, then the real ``progress sink``, on the
-pre-produced input, each a subprocess with the run's settings.
+pre-produced input, each a subprocess with the run's settings. The worker's courses were
+handled before the activity was produced (``bench.priming``), so the events counted and
+timed here are the learners'.
 
 Worker, events/s to committed table updates and published events. The worker runs alone
 (no sink competing for the 2 cores, as the ceiling ran alone). Its consumer group commits an
@@ -37,7 +39,7 @@ from pathlib import Path
 from adapters.topics import published_topics
 from bench.env import BenchEnv
 from bench.loadgen import KINDS, topic_for
-from bench.offsets import end_offsets, first_record_time, total, wait_for_group
+from bench.offsets import Offsets, end_offsets, first_record_time, total, wait_for_group
 from bench.services import Service
 from bench.stored_states import percentiles, stored_state_sizes
 
@@ -45,13 +47,16 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
 async def measure(
-    env: BenchEnv, *, within: float = 900.0, profile: Path | None = None
+    env: BenchEnv, primed: Offsets, *, within: float = 900.0, profile: Path | None = None
 ) -> dict[str, float]:
+    """``primed``: the snapshot topic's end offsets after ``bench.priming.prime`` ran the
+    worker on the courses alone; what it wrote there is not this section's."""
     settings = env.settings
     t = settings.topics
     bootstrap = settings.kafka_bootstrap
     inputs = await end_offsets(bootstrap, [topic_for(t, kind) for kind in KINDS])
-    events = total(inputs)
+    courses = await end_offsets(bootstrap, [topic_for(t, "course-updates")])
+    events = total(inputs) - total(courses)  # the courses were handled in the priming
 
     worker = Service.progress(env, "worker")
     clock = CpuClock.start(worker.pid)
@@ -68,13 +73,13 @@ async def measure(
             profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
             await asyncio.to_thread(profiler.wait)
         worker.stop()
-    first = await first_record_time(bootstrap, t.snapshots)
+    first = await first_record_time(bootstrap, t.snapshots, after=primed)
     if first is None:
         raise RuntimeError(f"the worker wrote no snapshots; see {worker.log_path}")
     worker_s = done - first
     batching = worker_batching(worker.log_text())
     states = percentiles(await stored_state_sizes(settings), "state_bytes")
-    snapshots = total(await end_offsets(bootstrap, [t.snapshots]))
+    snapshots = total(await end_offsets(bootstrap, [t.snapshots])) - total(primed)
     published = total(await end_offsets(bootstrap, published_topics(t).values()))
 
     sink = Service.progress(env, "sink")

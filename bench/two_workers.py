@@ -2,10 +2,11 @@
 same workload as the pipeline section's one worker.
 
 The workload is produced again under a topic prefix of this section's own (``<run>.two.``,
-deleted with the run's topics), so the two workers start from nothing as the pipeline's
-worker did, and nothing another section reads or adds (freshness's load) is in their way.
-Both processes start at once, as a deploy would start them, each with its own data dir, and
-share the input's partitions. They are timed as the pipeline's worker is (bench/pipeline.py):
+deleted with the run's topics), so the two workers start from nothing but the courses, as
+the pipeline's worker did (bench/priming.py: one worker handles the courses first), and
+nothing another section reads or adds (freshness's load) is in their way. Both processes
+start at once, as a deploy would start them, each with its own data dir, and share the
+input's partitions. They are timed as the pipeline's worker is (bench/pipeline.py):
 from the CreateTime of the first snapshot either wrote to the moment the group has committed
 the end of every input partition and of the catalog broadcast; CPU time is both processes'
 over that window. The second one's joining (a rebalance, and the replay of what the first had
@@ -26,6 +27,7 @@ from bench.env import BenchEnv
 from bench.loadgen import KINDS, Workload, produce, topic_for
 from bench.offsets import end_offsets, first_record_time, total, wait_for_group
 from bench.pipeline import CpuClock
+from bench.priming import prime
 from bench.services import Service
 
 APP_ID = "two-workers"
@@ -43,16 +45,17 @@ async def measure(env: BenchEnv, workload: Workload, *, within: float = 900.0) -
     bootstrap = settings.kafka_bootstrap
     await ensure_topics(settings)
     await end_offsets(bootstrap, learner_input_topics(t))  # every new partition has a leader
-    await produce(bootstrap, t, workload.records)
+    per_worker = [
+        settings.model_copy(update={"worker_data_dir": env.work_dir / f"two-workers-{n}"})
+        for n in (1, 2)
+    ]
+    # The courses first, as for the pipeline's worker (bench/priming.py).
+    primed = await prime(env, per_worker[0], workload.course_records, name="two-workers-priming")
+    await produce(bootstrap, t, workload.activity)
     inputs = await end_offsets(bootstrap, [topic_for(t, kind) for kind in KINDS])
     workers = [
-        Service.progress(
-            env,
-            "worker",
-            settings.model_copy(update={"worker_data_dir": env.work_dir / f"two-workers-{n}"}),
-            name=f"two-workers-{n}",
-        )
-        for n in (1, 2)
+        Service.progress(env, "worker", worker_settings, name=f"two-workers-{n}")
+        for n, worker_settings in enumerate(per_worker, start=1)
     ]
     clocks = [CpuClock.start(worker.pid) for worker in workers]
     group = f"{t.prefix}{APP_ID}"
@@ -69,10 +72,10 @@ async def measure(env: BenchEnv, workload: Workload, *, within: float = 900.0) -
             clock.stop()
         for worker in workers:
             worker.stop()
-    first = await first_record_time(bootstrap, t.snapshots)
+    first = await first_record_time(bootstrap, t.snapshots, after=primed)
     if first is None:
         raise RuntimeError(f"the two workers wrote no snapshots; see {workers[0].log_path}")
-    events = total(inputs)
+    events = total(inputs) - len(workload.course_records)  # handled in the priming
     seconds = done - first
     figures: dict[str, Any] = {
         "events": float(events),
