@@ -139,11 +139,7 @@ def new_content(
     courses.update(row.course_id for row in snapshot.assignment_submissions)
     if not courses:
         return []
-    now = content_slots(after, courses)
-    was = content_slots(before, courses) if before is not None else {}
-    changed = [
-        slot for key, slot in now.items() if slot.digest != (was[key].digest if key in was else "")
-    ]
+    changed = _changed_slots(before, after, courses)
     if not changed:
         return []
     rows: dict[str, Row] = {row.id: row for row in snapshot.quiz_question_responses}
@@ -169,6 +165,48 @@ def new_content(
         )
         out.append((slot.key, record))
     return out
+
+
+def _changed_slots(
+    before: LearnerState | None, after: LearnerState, course_ids: Collection[str]
+) -> list[ContentSlot]:
+    """The slots of ``content_slots(after, course_ids)`` whose digest differs from the one
+    ``before`` holds ("" if none), in that order. An attempt or a submission that is the same
+    object in both states holds the same digests (states are immutable), so its slots are
+    not built: a learner's quiz event then pays for its attempt, not for every answer the
+    learner ever gave in the course."""
+    changed: list[ContentSlot] = []
+    user_id = after.user_id
+    for course_id, course in after.courses.items():
+        if course_id not in course_ids:
+            continue
+        then = before.courses.get(course_id) if before is not None else None
+        attempts_then = then.quiz_attempts if then is not None else {}
+        submissions_then = then.submissions if then is not None else {}
+        for attempt_id, attempt in course.quiz_attempts.items():
+            attempt_then = attempts_then.get(attempt_id)
+            if attempt_then is attempt:
+                continue
+            responses_then = attempt_then.responses if attempt_then is not None else {}
+            for question_id, response in attempt.responses.items():
+                response_then = responses_then.get(question_id)
+                was = response_then.answer_digest if response_then is not None else ""
+                if response.answer_digest != was:
+                    row_id = stable_id("quiz_question_response", user_id, attempt_id, question_id)
+                    changed.append(ContentSlot(row_id, "answer", response.answer_digest))
+        for submission_id, submission in course.submissions.items():
+            submission_then = submissions_then.get(submission_id)
+            if submission_then is submission:
+                continue
+            row_id = stable_id("assignment_submission", user_id, submission_id)
+            was = submission_then.content_digest if submission_then is not None else ""
+            if submission.content_digest != was:
+                changed.append(ContentSlot(row_id, "submission", submission.content_digest))
+            grade, grade_then = submission.grade, submission_then and submission_then.grade
+            feedback = grade.feedback_digest if grade is not None else ""
+            if feedback != (grade_then.feedback_digest if grade_then else ""):
+                changed.append(ContentSlot(row_id, "feedback", feedback))
+    return changed
 
 
 def _digest(part: ContentPart, fields: dict[str, ContentValue]) -> str:
