@@ -72,7 +72,7 @@ def _topics(settings: Settings) -> None:
 def _worker(settings: Settings) -> None:
     import faust
 
-    from adapters.collector import tune_collector
+    from adapters.collector import freeze_startup, tune_collector
     from streams.app import create_app
 
     _topics(settings)
@@ -80,6 +80,7 @@ def _worker(settings: Settings) -> None:
     # Faust creates the data dir itself, but not its parents (the demo's var/worker/<cluster>).
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    freeze_startup()  # adapters/collector.py
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -95,9 +96,11 @@ def _worker(settings: Settings) -> None:
 
 
 def _sink(settings: Settings) -> None:
+    from adapters.collector import freeze_startup
     from sinks.runner import run_sink
 
     _topics(settings)
+    freeze_startup()  # adapters/collector.py
 
     async def until_signalled() -> None:
         # SIGTERM (docker stop, Kubernetes) and SIGINT end the sink between batches: the batch
@@ -112,8 +115,10 @@ def _sink(settings: Settings) -> None:
 
 
 def _api(settings: Settings) -> None:
+    from adapters.collector import freeze_startup
     from api.app import run_api
 
+    freeze_startup()  # adapters/collector.py
     run_api(settings)
 
 
