@@ -29,7 +29,10 @@ worker's VmRSS once the probe is processed, and its peak (VmHWM), from /proc. CP
 worker's CPU seconds (user + system, /proc) when it logged that the changelog was read, and
 once the probe is processed. On a shared machine the wall-clock times also hold the time the
 worker waited for a core; its CPU seconds do not, so they tell a slower worker from a busier
-machine.
+machine. Recovery CPU: the CPU seconds from the "Restoring state" log line to "Done reading",
+and per changelog record (every table's changelog, counted once the state is built): a figure
+that compares commits even when the state's size or shape changed between them. The bytes of
+the learner and index records written are reported beside their counts.
 
 Everything is under a topic prefix and app id of its own (``benchb-<run>.``), deleted at the end.
 """
@@ -60,7 +63,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from adapters.settings import Settings
-from adapters.topics import ensure_topics, topic_specs
+from adapters.topics import TABLES, ensure_topics, topic_specs
 from bench.figures import print_figures
 from bench.pipeline import cpu_seconds
 from bench.seeding import START, course_shape, course_update
@@ -313,6 +316,9 @@ async def build_keys(
     await producer.start()
     started = time.monotonic()
     written = 0
+    # Learner records as the worker wrote them, then their copies; index lists.
+    learner_bytes = sum(len(key) + len(value) for _, key, value in records)
+    index_bytes = 0
     try:
         pending: list[asyncio.Future[Any]] = []
         for i in range(keys):
@@ -330,6 +336,7 @@ async def build_keys(
                 await producer.send(changelog["learners"], value=value, key=key, partition=p)
             )
             written += 1
+            learner_bytes += len(key) + len(value)
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -337,6 +344,7 @@ async def build_keys(
             p = int(name.split("/", 1)[0])
             value = json.dumps(sorted(members)).encode()
             key = encode_like(template.key, name)
+            index_bytes += len(key) + len(value)
             pending.append(
                 await producer.send(changelog["indexes"], value=value, key=key, partition=p)
             )
@@ -348,7 +356,9 @@ async def build_keys(
     return {
         "learner_record_bytes": len(template.value),
         "copied_learner_records": written,
+        "learner_changelog_bytes": learner_bytes,
         "index_records": len(index),
+        "index_bytes": index_bytes,
         "copy_records_per_s": round((written + len(index)) / seconds),
     }
 
@@ -435,7 +445,19 @@ async def timed_start(
         figures["changelog_read_s"] = round(run.seen["changelog_read"], 1)
     if "changelog_read" in run.cpu_at:
         figures["changelog_read_cpu_s"] = round(run.cpu_at["changelog_read"], 1)
+        if "recovery_started" in run.cpu_at:
+            recovery_cpu_s = run.cpu_at["changelog_read"] - run.cpu_at["recovery_started"]
+            figures["recovery_cpu_s"] = round(recovery_cpu_s, 1)
     return figures
+
+
+async def changelog_records(settings: Settings) -> int:
+    """Records in every table's changelog: what a first start reads."""
+    total = 0
+    for table in TABLES:
+        topic = f"{settings.topic_prefix}{APP_ID}-{table}-changelog"
+        total += sum((await high_watermarks(settings, topic)).values())
+    return total
 
 
 def rocksdb_keys(data_dir: Path, table: str) -> int:
@@ -524,6 +546,7 @@ async def measure(
             1_000_000 / figures["built_events_per_s"]
         )
         figures.update(await build_keys(settings, changelog, built, keys))
+        figures["changelog_records"] = records = await changelog_records(settings)
         for store in stores:
             store_env = {
                 **env,
@@ -534,6 +557,11 @@ async def measure(
                 probe = f"probe-{store}-{phase}"
                 log = work / f"{store}-{phase}.log"
                 result = await timed_start(settings, store_env, log, probe)
+                if "recovery_cpu_s" in result and phase == "load":
+                    # Every record is read on a first start (a restart reads only what is new
+                    # to a rocksdb store, every record again for memory: per record, the same).
+                    us_per_record = result["recovery_cpu_s"] * 1e6 / records
+                    result["recovery_cpu_us_per_record"] = round(us_per_record, 1)
                 figures.update({f"{store}_{phase}_{k}": v for k, v in result.items()})
                 if store == "rocksdb" and phase == "load":
                     # Learners plus the probe: every copied record made it into the store.
