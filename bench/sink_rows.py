@@ -6,7 +6,8 @@ per row, on the same rows, in the same run.
 Data: learner snapshots derived by the domain core from a seeded event stream (one snapshot
 per event, about 6 rows each), interleaved across learners as a partition delivers them and
 cut into batches of ``SINK_BATCH_MAX_RECORDS`` (2,000) snapshots, as ``sinks.runner`` reads
-them. Each variant starts from empty tables in a database of its own (``progress_benchb_sink``):
+them. Each variant starts from empty tables in a database of its own (``progress_benchb_sink``,
+or ``--database``):
 
 - ``batched``: ``sinks.postgres.write_snapshots`` per batch, one connection, as the sink does
   (coalescing, one transaction, ``executemany`` per table in pipeline mode);
@@ -132,6 +133,7 @@ async def measure(
     per_row_rows: int = 10_000,
     repeats: int = 3,
     seed: int = 5,
+    database: str = DATABASE,
 ) -> dict[str, Any]:
     """Rows per second of each variant; figure names carry their units. The batched variants
     run ``repeats`` times each and report the median: the machine is shared and noisy."""
@@ -148,7 +150,7 @@ async def measure(
 
     redis = Redis.from_url(REDIS_URL)
     try:
-        async with isolated_database(DATABASE) as url:
+        async with isolated_database(database) as url:
             batched_runs = [await batched_seconds(url, chunks, None) for _ in range(repeats)]
             async with await AsyncConnection.connect(url) as conn:
                 distinct_stored = await stored_rows(conn)
@@ -200,6 +202,11 @@ def main() -> None:
     parser.add_argument("--per-row-rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each batched variant")
     parser.add_argument("--quick", action="store_true", help="400 learners, 3,000 per-row rows")
+    parser.add_argument(
+        "--database",
+        default=DATABASE,
+        help="the database created and dropped for the run: another name for two runs at once",
+    )
     args = parser.parse_args()
     if args.quick:
         args.learners, args.per_row_rows = 400, 3000
@@ -209,7 +216,7 @@ def main() -> None:
         "per_row_rows": args.per_row_rows,
         "repeats": args.repeats,
     }
-    figures = asyncio.run(measure(**params))
+    figures = asyncio.run(measure(**params, database=args.database))
     print_figures("sink_rows", params, figures)
 
 
