@@ -97,7 +97,7 @@ from sinks import content
 from sinks.course_catalog import write_courses
 from sinks.errors import InvalidSnapshot
 from sinks.history import ERASE as ERASE_HISTORY
-from sinks.history import daily_rows, write_history
+from sinks.history import write_history
 
 SinkMessage: TypeAlias = Snapshot | CatalogSnapshot | CourseSnapshot | Erasure | ContentRestore
 CatalogRow: TypeAlias = Competency | Achievement | LearningPathRow
@@ -594,7 +594,13 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
             for model in staged:
                 await cursor.execute(_STAGED[model].merge)
             if CourseProgress in grouped:
-                await write_history(cursor, daily_rows(learners))
+                kept = cast(list[CourseProgress], grouped[CourseProgress])
+                await write_history(
+                    cursor,
+                    _STAGED[CourseProgress].stage,
+                    learners,
+                    {row.id: row for row in kept},
+                )
             if modules:
                 users, module_courses, versions = zip(
                     *((u, c, v) for (u, c), v in sorted(modules.items())), strict=True

@@ -5,8 +5,9 @@ learner, the courses of the rows that carry one. Pure, no I/O."""
 from __future__ import annotations
 
 from bench.seeding import batches, interleaved, learner_snapshots
-from progress.models import ALL_ROW_MODELS, Row, VersionedRow
+from progress.models import ALL_ROW_MODELS, CourseProgress, Row, VersionedRow
 from progress.snapshots import _ROW_GROUPS, Snapshot, newest_row
+from sinks.history import daily_rows, day_of, other_days
 from sinks.postgres import _GROUPS, gather
 
 
@@ -50,3 +51,20 @@ def test_gather_equals_the_separate_definitions_on_derived_batches() -> None:
         assert gathered.courses == courses
     # The case that needs newest_row: a learner's row offered again in the same batch.
     assert replaced > 0
+
+
+def test_the_kept_rows_and_the_other_days_are_the_daily_rows() -> None:
+    """The history a batch writes: its course_progress rows from the staging table (the
+    newest per id) and ``other_days`` as parameters, together ``daily_rows``."""
+    snapshots = interleaved(learner_snapshots(40, seed=11))
+    spans = 0
+    for batch in batches(snapshots, 150):
+        chunk = list(batch)
+        kept = gather(chunk).grouped.get(CourseProgress, [])
+        others = other_days(chunk, {row.id: row for row in kept})
+        spans += len(others)
+        written = {(row.user_id, row.course_id, day_of(row)): row for row in [*kept, *others]}
+        assert len(written) == len(kept) + len(others)
+        assert [written[key] for key in sorted(written)] == daily_rows(chunk)
+    # Learner-courses whose rows in one batch fall on two days: the case other_days is for.
+    assert spans > 0
