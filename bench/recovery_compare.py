@@ -2,9 +2,11 @@
 so that a commit whose ``bench/state_recovery.py`` does not report CPU can be compared with
 one that does, side by side on the same day.
 
-    cd <a clone of the commit to measure>
-    /work/main/.venv/bin/python /work/main/bench/recovery_compare.py [KEYS]
+    cd <a clone of the commit to measure, set up by its scripts/bootstrap.sh>
+    .venv/bin/python <this clone>/bench/recovery_compare.py [KEYS]
 
+The clone's own virtualenv: the section starts the worker as the ``progress`` script beside
+the Python that runs it, and that script runs the code its virtualenv was installed from.
 Runs ``bench.state_recovery.measure`` of the clone in the current directory (RocksDB store,
 2,000 learners built, ``KEYS`` keys, 1,000,000 by default) and prints its figures as JSON,
 with: the worker's CPU seconds (/proc) at each milestone of its log (``recovery_started``,
