@@ -8,8 +8,8 @@ per learner and batch) grows with.
 ``--worst``: one learner built through the core (``on_quiz_activity``,
 ``on_assignment_activity``) with ``--attempts`` quiz attempts of 10 questions and
 ``--submissions`` graded submissions, every id, text and URL at its longest: the size of the
-state the worker writes for it (bulky content is kept only as digests), as JSON and
-zlib-compressed.
+state the worker writes for it (bulky content is kept only as digests), as JSON,
+zlib-compressed at zlib's default level (for reference) and as the worker stores it.
 
 The events are derived by the domain core in process, as the worker derives them; every 10th
 event's resulting state is measured (so the figures weigh learners by their activity, as the

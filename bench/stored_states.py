@@ -1,5 +1,5 @@
 """The learner states a worker left in its ``learners`` changelog: each learner's newest
-stored value, as the bytes Kafka holds (``streams.state_codec``: JSON, zlib from 64 KB)."""
+stored value, as the bytes Kafka holds (``streams.state_codec``: JSON, zstd from 64 KB)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-import zlib
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +22,7 @@ from progress.state import CourseState, LearnerState, LessonState
 from progress.trusted import replaced
 from streams.encoding_memo import EncodingMemo
 from streams.model_codec import encode
-from streams.state_codec import encode_state, state_json
+from streams.state_codec import encode_state, state_json, stored_json
 from tests.unit.test_model_codec import models_of
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
@@ -37,8 +36,7 @@ _STEPS = st.tuples(
 
 
 def _stored_json(state: LearnerState) -> bytes:
-    stored = encode_state(state)
-    return stored if stored[:1] == b"{" else zlib.decompress(stored)
+    return stored_json(encode_state(state))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
