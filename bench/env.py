@@ -140,9 +140,21 @@ async def cleanup(env: BenchEnv, base: Settings, *, keep_work_dir: bool = False)
     finally:
         await admin.close()
     if not keep_work_dir:
-        async with await psycopg.AsyncConnection.connect(base.database_url, autocommit=True) as c:
-            name = sql.Identifier(env.database)
-            await c.execute(sql.SQL("drop database if exists {} with (force)").format(name))
+        await _drop_database(base.database_url, env.database)
         shutil.rmtree(env.work_dir, ignore_errors=True)
     log.info("deleted %d topics of %s", len(ours), env.tag)
     return ours
+
+
+async def _drop_database(admin_url: str, database: str) -> None:
+    """Drop the run's database; a failure is logged, not raised (the run's figures are in).
+
+    Without FORCE: the run's processes are gone by now, and PostgreSQL stops an autovacuum
+    worker in the database itself, where FORCE would try to terminate it and fail for lack
+    of the superuser's rights (seen at the end of a run)."""
+    drop = sql.SQL("drop database if exists {}").format(sql.Identifier(database))
+    try:
+        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+            await conn.execute(drop)
+    except psycopg.Error as error:
+        log.warning("could not drop database %s: %s", database, error)
