@@ -535,12 +535,10 @@ class Written:
     restored: dict[str, int] = field(default_factory=dict)
 
 
-def touched_courses(snapshots: Iterable[Snapshot | CourseSnapshot]) -> set[str]:
-    """The courses any row of the snapshots belongs to."""
-    snapshots = list(snapshots)
-    courses = gather(s for s in snapshots if isinstance(s, Snapshot)).courses
-    courses.update(s.course.id for s in snapshots if isinstance(s, CourseSnapshot))
-    return courses
+def touched_courses(gathered: Gathered, courses: Iterable[CourseSnapshot]) -> set[str]:
+    """The courses a batch touches, whose course views are stale: those of its learners'
+    rows (``gather``) and of its course snapshots."""
+    return gathered.courses | {snapshot.course.id for snapshot in courses}
 
 
 _ERASED_COURSES = sql.SQL("select distinct course_id from course_progress where user_id = any(%s)")
@@ -571,8 +569,7 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
     restores = content.after_erasures(messages)
     if not grouped and not catalogs and not courses and not erased and not restores:
         return Written({}, frozenset())
-    touched = gathered.courses
-    touched.update(snapshot.course.id for snapshot in courses)
+    touched = touched_courses(gathered, courses)
     async with conn.transaction(), conn.cursor() as cursor:
         if erased:
             # The erased learners' courses lose them: their course views are stale too.

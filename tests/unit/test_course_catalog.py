@@ -12,7 +12,7 @@ from progress.models import CourseProgress, UserProgress
 from progress.snapshots import Snapshot
 from sinks.course_catalog import in_write_order
 from sinks.history import daily_rows
-from sinks.postgres import touched_courses
+from sinks.postgres import gather, touched_courses
 
 T0 = datetime(2026, 5, 4, 23, 0, tzinfo=UTC)
 
@@ -150,5 +150,5 @@ def test_history_keeps_the_last_value_of_each_day_across_a_batch() -> None:
 
 
 def test_the_courses_a_batch_touches_are_its_rows_and_course_snapshots() -> None:
-    batch = [snapshot(1, course_row(1, T0, course="c2")), known("A", T0, [{"id": "m1"}])]
-    assert touched_courses(batch) == {"c1", "c2"}
+    learners = [snapshot(1, course_row(1, T0, course="c2"))]
+    assert touched_courses(gather(learners), [known("A", T0, [{"id": "m1"}])]) == {"c1", "c2"}
