@@ -22,8 +22,9 @@ from typing import Literal, Self
 
 from pydantic import model_validator
 
+from progress.items import response_row_id, submission_row_id
 from progress.models import Row
-from progress.schema import OutputModel, stable_id
+from progress.schema import OutputModel
 from progress.snapshots import Snapshot
 from progress.state import SUBMISSION_CONTENT, LearnerState, content_digest
 
@@ -79,10 +80,10 @@ def content_slots(
             continue
         for attempt_id, attempt in course.quiz_attempts.items():
             for question_id, response in attempt.responses.items():
-                row_id = stable_id("quiz_question_response", user_id, attempt_id, question_id)
+                row_id = response_row_id(user_id, attempt_id, question_id)
                 add(row_id, "answer", response.answer_digest)
         for submission_id, submission in course.submissions.items():
-            row_id = stable_id("assignment_submission", user_id, submission_id)
+            row_id = submission_row_id(user_id, submission_id)
             add(row_id, "submission", submission.content_digest)
             grade = submission.grade
             add(row_id, "feedback", grade.feedback_digest if grade else "")
@@ -192,13 +193,13 @@ def _changed_slots(
                 response_then = responses_then.get(question_id)
                 was = response_then.answer_digest if response_then is not None else ""
                 if response.answer_digest != was:
-                    row_id = stable_id("quiz_question_response", user_id, attempt_id, question_id)
+                    row_id = response_row_id(user_id, attempt_id, question_id)
                     changed.append(ContentSlot(row_id, "answer", response.answer_digest))
         for submission_id, submission in course.submissions.items():
             submission_then = submissions_then.get(submission_id)
             if submission_then is submission:
                 continue
-            row_id = stable_id("assignment_submission", user_id, submission_id)
+            row_id = submission_row_id(user_id, submission_id)
             was = submission_then.content_digest if submission_then is not None else ""
             if submission.content_digest != was:
                 changed.append(ContentSlot(row_id, "submission", submission.content_digest))

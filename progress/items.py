@@ -35,6 +35,16 @@ from progress.state import AttemptState, CourseState, SubmissionState, content_d
 from progress.structure import DEFAULT_PASS_MARK, AssignmentDef, CourseStructure, QuizDef
 
 
+def response_row_id(user_id: str, attempt_id: str, question_id: str) -> str:
+    """The id of an answer's ``quiz_question_responses`` row, and of its content's piece."""
+    return stable_id("quiz_question_response", user_id, attempt_id, question_id)
+
+
+def submission_row_id(user_id: str, submission_id: str) -> str:
+    """The id of a submission's ``assignment_submissions`` row, and of its content's pieces."""
+    return stable_id("assignment_submission", user_id, submission_id)
+
+
 def attempt_questions(attempt: AttemptState) -> int:
     answered = len(attempt.responses)
     return max(attempt.total_questions or 0, answered)
@@ -169,7 +179,7 @@ def attempt_rows(
                 options, text = list(answer.selected_options), answer.text_response
             responses.append(
                 QuizQuestionResponse(
-                    id=stable_id("quiz_question_response", user_id, attempt_id, question_id),
+                    id=response_row_id(user_id, attempt_id, question_id),
                     user_id=user_id,
                     version=version,
                     quiz_attempt_id=row_id,
@@ -220,7 +230,7 @@ def submission_row(
     ):
         feedback = event.feedback
     return AssignmentSubmission(
-        id=stable_id("assignment_submission", user_id, submission_id),
+        id=submission_row_id(user_id, submission_id),
         user_id=user_id,
         version=version,
         course_id=course_id,
