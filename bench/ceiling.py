@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaConsumer
 from bench.env import BenchEnv
 from bench.loadgen import KINDS, topic_for
 from bench.offsets import end_offsets
-from progress.decode import InvalidEvent, StreamKind, decode_event
+from progress.decode import InvalidEvent, decode_event
+from progress.kinds import StreamKind
 
 
 async def measure(env: BenchEnv) -> dict[str, float]:

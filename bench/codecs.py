@@ -24,6 +24,7 @@ the worker's, and only that is measured for snapshots.
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 import types
 import typing
@@ -41,10 +42,11 @@ from progress.outcomes import Outcome
 from progress.state import LearnerState
 from streams.model_codec import encode
 
+orjson: Any
 try:  # a candidate measured when present, not a dependency
-    import orjson
+    orjson = importlib.import_module("orjson")
 except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None  # type: ignore[assignment]
+    orjson = None
 
 M = TypeVar("M", bound=BaseModel)
 Convert = Callable[[Any], Any]

@@ -100,7 +100,7 @@ async def explain(url: str, course_id: str) -> None:
         await conn.execute("vacuum analyze")
         for name, query in queries.items():
             cursor = await conn.execute(
-                "explain (analyze, buffers, costs off) " + query,  # type: ignore[operator]
+                "explain (analyze, buffers, costs off) " + query,
                 params,
             )
             plan = "\n".join(row[0] for row in await cursor.fetchall())
@@ -114,10 +114,8 @@ async def measure(
     wrk_binary()
     per_learner = learner_snapshots(learners, courses=courses, seed=seed)
     snapshots = interleaved(per_learner)
-    enrolled = Counter(
-        {(row.user_id, row.course_id) for s in snapshots for row in s.course_progress}
-    )
-    enrolled = Counter(course for _, course in enrolled)
+    enrolments = {(row.user_id, row.course_id) for s in snapshots for row in s.course_progress}
+    enrolled = Counter(course for _, course in enrolments)
     course_ids = [course_shape(index).course_id for index in range(courses)]
     catalog = [
         CourseSnapshot.of(

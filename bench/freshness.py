@@ -21,6 +21,7 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import aiohttp
@@ -127,7 +128,7 @@ def _enrolled(user: str, course: Course) -> dict[str, object]:
 
 
 async def _send(
-    producer: AIOKafkaProducer, topic: str, user: str, event: dict[str, object]
+    producer: AIOKafkaProducer, topic: str, user: str, event: Mapping[str, object]
 ) -> None:
     await producer.send(topic, json.dumps(event).encode(), key=user.encode())
 

@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaProducer
 
 from adapters.settings import Topics
 from adapters.topics import input_topic
-from progress.decode import InvalidEvent, StreamKind, decode_event
-from progress.kinds import INPUTS
+from progress.decode import InvalidEvent, decode_event
+from progress.kinds import INPUTS, StreamKind
 
 # Zipf-Mandelbrot weights 1 / (rank + q) ** s: activity per learner, popularity per course.
 # The offset q flattens the head, so the busiest learner is busy like a person, not a bot

@@ -19,8 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.env import BenchEnv
 from bench.loadgen import ACTIVITY_KINDS, topic_for
-from progress.decode import InvalidEvent, StreamKind, decode_event
+from progress.decode import InvalidEvent, decode_event
 from progress.events import UserEnrolled
+from progress.kinds import StreamKind
 
 # The peer's own table: not the project's schema, so it lives only in the bench database.
 _SCHEMA = """

@@ -84,9 +84,9 @@ async def _build(settings: Any, changelog: Any, built: Any, keys: int) -> dict[s
 
 def main() -> None:
     keys = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    section._follow_log = _follow_log  # type: ignore[assignment]
-    section.stop_worker = _stop  # type: ignore[assignment]
-    section.build_keys = _build  # type: ignore[assignment]
+    section._follow_log = _follow_log
+    section.stop_worker = _stop
+    section.build_keys = _build
     figures = asyncio.run(section.measure(keys=keys, built=2000, stores=["rocksdb"]))
     print(json.dumps({"cwd": os.getcwd(), "figures": figures, "cpu": CPU, "changelogs": SIZES}))
 

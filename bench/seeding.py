@@ -140,7 +140,7 @@ def learner_messages(
         )
         for q in range(QUESTIONS):
             at += timedelta(seconds=rng.randrange(20, 120))
-            answer = {"type": "QuizQuestionAnswered", "answered_at": _iso(at)}
+            answer: dict[str, object] = {"type": "QuizQuestionAnswered", "answered_at": _iso(at)}
             answer |= {"question_id": f"q{q}", "selected_options": [rng.choice("abcd")]}
             out.append(("quiz-activity", {**quiz, **answer, "correct": rng.random() < 0.8}))
         at += timedelta(minutes=1)

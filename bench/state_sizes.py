@@ -175,8 +175,8 @@ def worst_case(attempts: int, submissions: int, id_length: int = 128) -> dict[st
             "graded_by": _longest_id("g", 0),
         }
         for raw in (submitted, graded):
-            event = assignment_activity_adapter.validate_python(raw)
-            state = on_assignment_activity(state, event, known, catalog).state
+            graded_event = assignment_activity_adapter.validate_python(raw)
+            state = on_assignment_activity(state, graded_event, known, catalog).state
     encoded = state.model_dump_json().encode()
     return {
         "attempts": attempts,
