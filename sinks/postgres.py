@@ -57,6 +57,12 @@ the merge's cast into the real column checks the range: a value that does not fi
 transaction (``NumericValueOutOfRange``, as one past a ``bigint`` fails in psycopg with
 ``OverflowError``), and is never stored wrapped. The runner tells such a failure, which
 recurs for the batch, from a transient one (``sinks/runner.py``).
+
+The tables go one after the other: a table's COPY, then its merge, sent in a pipeline that
+returns at once, so PostgreSQL merges one table while the sink formats the next table's rows
+(``_copy_data``, into memory); the pipeline's end waits for the merge, and the next COPY
+sends what was formatted. Staging everything first left PostgreSQL idle while the sink
+formatted every table and the sink idle during every merge.
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ from types import MappingProxyType
 from typing import Any, TypeAlias, cast
 from weakref import WeakKeyDictionary
 
-from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg import AsyncConnection, AsyncCopy, AsyncCursor, sql
+from psycopg.abc import Buffer
+from psycopg.copy import AsyncWriter
 
 from adapters.schema import table_columns
 from progress.catalog import CatalogSnapshot, LearningPathRow
@@ -575,21 +583,16 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
             # The erased learners' courses lose them: their course views are stale too.
             await cursor.execute(_ERASED_COURSES, (erased,))
             touched.update(row[0] for row in await cursor.fetchall())
-        staged = await _stage(cursor, grouped)
-        # The statements after the COPYs go in one pipeline: a round trip for all of them
-        # rather than one each, which on a busy machine is a wakeup of each process per
-        # statement. Any failure still fails the whole transaction.
-        async with conn.pipeline():
+        models = await _create_stages(cursor, grouped)
+
+        async def erase() -> None:
             # Deletions before any upsert: the kept snapshots come after the erasures, and
             # the version guard must not compare a re-created learner's rows with erased ones.
-            if erased:
-                for learner_model in LEARNER_MODELS:
-                    await cursor.execute(_ERASE[learner_model], (erased,))
-                await cursor.execute(ERASE_HISTORY, (erased,))
-            # A fixed table order and sorted ids: two sinks overlapping during a rebalance
-            # lock rows in the same order and cannot deadlock each other.
-            for model in staged:
-                await cursor.execute(_STAGED[model].merge)
+            for learner_model in LEARNER_MODELS:
+                await cursor.execute(_ERASE[learner_model], (erased,))
+            await cursor.execute(ERASE_HISTORY, (erased,))
+
+        async def rest() -> None:
             if CourseProgress in grouped:
                 kept = cast(list[CourseProgress], grouped[CourseProgress])
                 await write_history(
@@ -612,6 +615,34 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
             await _write_catalogs(cursor, catalogs)
             # After the rows: a restore behind its learner's rows finds them.
             await content.write_restores(cursor, restores)
+
+        # Each table: its COPY, then its merge in a pipeline, which sends the merge and
+        # returns at once, so that PostgreSQL merges while the sink formats the next table's
+        # rows; the pipeline's end waits for the merge. The statements after the last merge
+        # go in its pipeline: one round trip for them all rather than one each, which on a
+        # busy machine is a wakeup of each process per statement. Any failure still fails
+        # the whole transaction.
+        formatter = conn.cursor()
+        data = await _copy_data(formatter, models[0], grouped) if models else None
+        for index, model in enumerate(models):
+            async with cursor.copy(_STAGED[model].copy) as copy:
+                for chunk in cast(list[Buffer], data):
+                    await copy.write(chunk)
+            async with conn.pipeline():
+                if index == 0 and erased:
+                    await erase()
+                # A fixed table order and sorted ids: two sinks overlapping during a
+                # rebalance lock rows in the same order and cannot deadlock each other.
+                await cursor.execute(_STAGED[model].merge)
+                if index + 1 < len(models):
+                    data = await _copy_data(formatter, models[index + 1], grouped)
+                else:
+                    await rest()
+        if not models:
+            async with conn.pipeline():
+                if erased:
+                    await erase()
+                await rest()
         # After the pipeline: each course's writes depend on whether its structure won.
         await write_courses(cursor, courses)
         restored = await content.stored_versions(cursor, restores)
@@ -626,24 +657,43 @@ _MERGE_ORDER: tuple[type[Row], ...] = (
 )
 
 
-async def _stage(
+async def _create_stages(
     cursor: AsyncCursor[Any], grouped: Mapping[type[Row], Sequence[Row]]
 ) -> list[type[Row]]:
-    """COPY each table's rows into its staging table; return the tables staged, in the
-    order a batch merges them."""
+    """Create the staging table of each table with rows; return those tables, in the order
+    a batch merges them."""
     models = [model for model in _MERGE_ORDER if grouped.get(model)]
-    if not models:
-        return []
-    tables = await _stage_tables(cursor)
-    # No parameters, so one simple query creates them all: one round trip, not one each.
-    await cursor.execute(sql.SQL("; ").join(tables.create[model] for model in models))
-    for model in models:
-        staged = _STAGED[model]
-        async with cursor.copy(staged.copy) as copy:
-            copy.set_types(tables.types[model])
-            for row in grouped[model]:
-                await copy.write_row(staged.values(row))
+    if models:
+        tables = await _stage_tables(cursor)
+        # No parameters, so one simple query creates them all: one round trip, not one each.
+        await cursor.execute(sql.SQL("; ").join(tables.create[model] for model in models))
     return models
+
+
+class _Kept(AsyncWriter):
+    """Copy data kept in memory, to be sent by a later COPY."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Buffer] = []
+
+    async def write(self, data: Buffer) -> None:
+        self.chunks.append(data)
+
+
+async def _copy_data(
+    formatter: AsyncCursor[Any], model: type[Row], grouped: Mapping[type[Row], Sequence[Row]]
+) -> list[Buffer]:
+    """A table's rows as binary COPY data, signature to trailer, formatted with no COPY
+    running: ``formatter`` (a cursor that executes nothing) lends its connection's dumpers,
+    so the data is what a COPY's own ``write_row`` would send."""
+    staged = _STAGED[model]
+    types = _TYPES_BY_CONNECTION[formatter.connection].types[model]
+    kept = _Kept()
+    async with AsyncCopy(formatter, binary=True, writer=kept) as copy:
+        copy.set_types(types)
+        for row in grouped[model]:
+            await copy.write_row(staged.values(row))
+    return kept.chunks
 
 
 async def _write_catalogs(cursor: AsyncCursor[Any], catalogs: Iterable[CatalogSnapshot]) -> None:
