@@ -18,3 +18,8 @@ class ProgressError(Exception):
 
 class DomainError(ProgressError):
     """Raised by the pure core (``progress``)."""
+
+
+class ConflictingIds(DomainError):
+    """An event names an attempt or a submission that the learner's state holds for another
+    quiz or assignment: the event is refused (dead-lettered ``conflicting-ids``)."""

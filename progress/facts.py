@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from progress.errors import ConflictingIds
 from progress.events import (
     AssignmentContent,
     AssignmentEventT,
@@ -158,6 +159,11 @@ def merge_quiz_event(attempt: AttemptState | None, event: QuizEventT) -> Attempt
     """Answers keep the latest by answer time; the earliest submission counts; an attempt
     that was submitted is never abandoned, whatever order the two arrive in."""
     at = event.event_time
+    if attempt is not None and attempt.quiz_id != event.quiz_id:
+        raise ConflictingIds(
+            f"attempt {event.attempt_id!r} belongs to quiz {attempt.quiz_id!r}, "
+            f"not {event.quiz_id!r}"
+        )
     if attempt is None:
         attempt = AttemptState(
             quiz_id=event.quiz_id,
@@ -204,6 +210,11 @@ def merge_assignment_event(
     """Content keeps the latest saved or submitted; the earliest submission time counts; the
     latest grade wins, so a regrade replaces the grade and a late old grade does not."""
     at = event.event_time
+    if submission is not None and submission.assignment_id != event.assignment_id:
+        raise ConflictingIds(
+            f"submission {event.submission_id!r} belongs to assignment "
+            f"{submission.assignment_id!r}, not {event.assignment_id!r}"
+        )
     if submission is None:
         kind = event.submission_type if isinstance(event, AssignmentContent) else "text"
         submission = SubmissionState(

@@ -31,6 +31,7 @@ from adapters.topics import LEARNER_STATE_MAX_BYTES, TABLE_VALUE_MAX_BYTES, cons
 from progress.catalog import AchievementUpdated, CatalogEntry, CatalogSnapshot, LearningPathUpdated
 from progress.course_catalog import CourseSnapshot
 from progress.decode import InvalidEvent, decode_event
+from progress.errors import ConflictingIds
 from progress.events import ConsumedEvent, CourseUpdated, LearnerErasureRequested, PublishedEvent
 from progress.facts import merge_course_update
 from progress.kinds import Alone, InCourse, WorkerStep, handling_of
@@ -164,6 +165,10 @@ class LearnerStream:
             raise
         except (TooLarge, ContentTooLarge) as error:
             self.effects.awaiting(await self.dead_letters.send(message, str(error), "too-large"))
+            return
+        except ConflictingIds as error:
+            reason, error_type = str(error), "conflicting-ids"
+            self.effects.awaiting(await self.dead_letters.send(message, reason, error_type))
             return
         except Exception as error:
             # A bug, or a state this version cannot read: the learner's other events, and

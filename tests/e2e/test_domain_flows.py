@@ -4,6 +4,7 @@ real stack: events and catalog entries into Kafka, rows out of PostgreSQL, event
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,14 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.settings import Settings
-from tests.support.lms import Lms, at, course_when, eventually, published_json
+from tests.support.lms import (
+    Lms,
+    at,
+    course_when,
+    eventually,
+    published_for,
+    published_json,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("service")]
 
@@ -321,3 +329,53 @@ async def test_a_late_earlier_completion_moves_completion_awards_back(
     assert sorted((a["achievement_id"], a["earned_at"]) for a in published) == sorted(
         (award, "2026-05-04T12:00:00Z") for award in awards
     )
+
+
+async def test_an_attempt_or_submission_named_for_another_item_is_dead_lettered(
+    lms: Lms, pg_pool: AsyncConnectionPool, settings: Settings
+) -> None:
+    """An attempt belongs to one quiz and a submission to one assignment: an event naming
+    either for another item is refused with the reason, and the learner goes on."""
+    second = {"id": "m2", "quizzes": [{"id": "q2"}], "assignments": [{"id": "a2"}]}
+    await lms.course_structure([*QUIZ_AND_ASSIGNMENT, second])
+    await lms.enroll(0)
+    await lms.quiz("QuizAttemptStarted", 1, "t1", total_questions=1)
+    await lms.quiz("QuizAttemptSubmitted", 2, "t1", quiz_id="q2", module_id="m2")
+    await lms.assignment(
+        "AssignmentSubmitted", 3, "s1", submission_type="text", text_content="mine"
+    )
+    await lms.assignment(
+        "AssignmentGraded", 4, "s1", assignment_id="a2", module_id="m2", score=1, graded_by="t"
+    )
+    await lms.quiz("QuizAttemptSubmitted", 5, "t1", time_spent=30)
+    await lms.complete("l1", 6)
+
+    [course] = await rows_when(
+        pg_pool,
+        "select completed_lessons from course_progress where user_id = %s",
+        lms.user,
+        where=lambda found: found[0]["completed_lessons"] == 1,
+    )
+    assert course["completed_lessons"] == 1
+    attempts = await rows(
+        pg_pool, "select quiz_id, status from quiz_attempts where user_id = %s", lms.user
+    )
+    assert attempts == [{"quiz_id": "q1", "status": "completed"}]
+    submissions = await rows(
+        pg_pool,
+        "select assignment_id, status from assignment_submissions where user_id = %s",
+        lms.user,
+    )
+    assert submissions == [{"assignment_id": "a1", "status": "submitted"}]
+    letters = [
+        json.loads(record.value)
+        for record in await published_for(settings, settings.topics.dead_letter, {lms.user}, 2.0)
+    ]
+    assert sorted(
+        (d["error_type"], json.loads(base64.b64decode(d["value"]))["type"]) for d in letters
+    ) == [
+        ("conflicting-ids", "AssignmentGraded"),
+        ("conflicting-ids", "QuizAttemptSubmitted"),
+    ]
+    assert any("belongs to quiz 'q1', not 'q2'" in d["reason"] for d in letters)
+    assert any("belongs to assignment 'a1', not 'a2'" in d["reason"] for d in letters)

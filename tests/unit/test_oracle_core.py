@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from progress.catalog import (
@@ -23,6 +24,7 @@ from progress.catalog import (
     CompetencyUpdated,
     LearningPathUpdated,
 )
+from progress.errors import ConflictingIds
 from progress.events import (
     AchievementEarned,
     AssignmentEvent,
@@ -718,3 +720,46 @@ def test_a_late_fact_does_not_carry_back_what_a_structure_change_dated_earlier()
     ]
     assert expected(arrivals).tables["user_competencies"][("u1", "k1")]["acquired_at"] == _t(9)
     assert check(arrivals) == []  # was: acquired_at minute 8
+
+
+TWO_QUIZZES_AND_ASSIGNMENTS = [
+    {"id": "m1", "quizzes": [{"id": "q1"}], "assignments": [{"id": "a1"}]},
+    {"id": "m2", "quizzes": [{"id": "q2"}], "assignments": [{"id": "a2"}]},
+]
+
+
+def test_an_event_naming_an_attempt_of_another_quiz_is_refused() -> None:
+    held = [
+        course(-60, TWO_QUIZZES_AND_ASSIGNMENTS),
+        enroll(0),
+        quiz("QuizAttemptStarted", 1, total_questions=1),
+    ]
+    core = run_core(held)
+    with pytest.raises(ConflictingIds, match="attempt 't1' belongs to quiz 'q1', not 'q2'"):
+        core.feed(quiz("QuizAttemptSubmitted", 2, quiz_id="q2", module_id="m2"))
+    # Refused, it changed nothing: the attempt's own events go on as if it never came.
+    rest = [quiz("QuizAttemptSubmitted", 3, time_spent=10)]
+    for event in rest:
+        core.feed(event)
+    assert reference_problems(core, [*held, *rest]) == []
+    assert check([*held, *rest]) == []
+
+
+def test_an_event_naming_a_submission_of_another_assignment_is_refused() -> None:
+    held = [
+        course(-60, TWO_QUIZZES_AND_ASSIGNMENTS),
+        enroll(0),
+        assignment("AssignmentSubmitted", 1, submission_type="text", text_content="x"),
+    ]
+    core = run_core(held)
+    with pytest.raises(ConflictingIds, match="submission 's1' belongs to assignment 'a1'"):
+        core.feed(
+            assignment(
+                "AssignmentGraded", 2, assignment_id="a2", module_id="m2", score=1, graded_by="t"
+            )
+        )
+    rest = [assignment("AssignmentGraded", 3, score=80, graded_by="t")]
+    for event in rest:
+        core.feed(event)
+    assert reference_problems(core, [*held, *rest]) == []
+    assert check([*held, *rest]) == []
