@@ -581,12 +581,12 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
     if not grouped and not catalogs and not courses and not erased and not restores:
         return Written({}, frozenset())
     touched = touched_courses(gathered, courses)
-    async with conn.transaction(), conn.cursor() as cursor:
+    async with conn.transaction(), conn.cursor() as cursor, conn.cursor() as formatter:
         if erased:
             # The erased learners' courses lose them: their course views are stale too.
             await cursor.execute(_ERASED_COURSES, (erased,))
             touched.update(row[0] for row in await cursor.fetchall())
-        models = await _create_stages(cursor, grouped)
+        models, types = await _create_stages(cursor, grouped)
 
         async def erase() -> None:
             # Deletions before any upsert: the kept snapshots come after the erasures, and
@@ -625,11 +625,11 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
         # go in its pipeline: one round trip for them all rather than one each, which on a
         # busy machine is a wakeup of each process per statement. Any failure still fails
         # the whole transaction.
-        formatter = conn.cursor()
-        data = await _copy_data(formatter, models[0], grouped) if models else None
+        # ``formatter`` executes nothing: it lends its connection's dumpers (``_copy_data``).
+        data = await _copy_data(formatter, models[0], grouped, types) if models else []
         for index, model in enumerate(models):
             async with cursor.copy(_STAGED[model].copy) as copy:
-                for chunk in cast(list[Buffer], data):
+                for chunk in data:
                     await copy.write(chunk)
             async with conn.pipeline():
                 if index == 0 and erased:
@@ -638,7 +638,7 @@ async def write_batch(conn: AsyncConnection, messages: Sequence[SinkMessage]) ->
                 # rebalance lock rows in the same order and cannot deadlock each other.
                 await cursor.execute(_STAGED[model].merge)
                 if index + 1 < len(models):
-                    data = await _copy_data(formatter, models[index + 1], grouped)
+                    data = await _copy_data(formatter, models[index + 1], grouped, types)
                 else:
                     await rest()
         if not models:
@@ -662,15 +662,16 @@ _MERGE_ORDER: tuple[type[Row], ...] = (
 
 async def _create_stages(
     cursor: AsyncCursor[Any], grouped: Mapping[type[Row], Sequence[Row]]
-) -> list[type[Row]]:
+) -> tuple[list[type[Row]], Mapping[type[Row], list[str]]]:
     """Create the staging table of each table with rows; return those tables, in the order
-    a batch merges them."""
+    a batch merges them, and the staging tables' column types (``_StageTables.types``)."""
     models = [model for model in _MERGE_ORDER if grouped.get(model)]
-    if models:
-        tables = await _stage_tables(cursor)
-        # No parameters, so one simple query creates them all: one round trip, not one each.
-        await cursor.execute(sql.SQL("; ").join(tables.create[model] for model in models))
-    return models
+    if not models:
+        return [], {}
+    tables = await _stage_tables(cursor)
+    # No parameters, so one simple query creates them all: one round trip, not one each.
+    await cursor.execute(sql.SQL("; ").join(tables.create[model] for model in models))
+    return models, tables.types
 
 
 class _Kept(AsyncWriter):
@@ -684,16 +685,18 @@ class _Kept(AsyncWriter):
 
 
 async def _copy_data(
-    formatter: AsyncCursor[Any], model: type[Row], grouped: Mapping[type[Row], Sequence[Row]]
+    formatter: AsyncCursor[Any],
+    model: type[Row],
+    grouped: Mapping[type[Row], Sequence[Row]],
+    types: Mapping[type[Row], list[str]],
 ) -> list[Buffer]:
     """A table's rows as binary COPY data, signature to trailer, formatted with no COPY
     running: ``formatter`` (a cursor that executes nothing) lends its connection's dumpers,
     so the data is what a COPY's own ``write_row`` would send."""
     staged = _STAGED[model]
-    types = _TYPES_BY_CONNECTION[formatter.connection].types[model]
     kept = _Kept()
     async with AsyncCopy(formatter, binary=True, writer=kept) as copy:
-        copy.set_types(types)
+        copy.set_types(types[model])
         for row in grouped[model]:
             await copy.write_row(staged.values(vars(row)))
     return kept.chunks
