@@ -167,8 +167,8 @@ class LearnerStream:
             self.effects.awaiting(await self.dead_letters.send(message, str(error), "too-large"))
             return
         except ConflictingIds as error:
-            reason, error_type = str(error), "conflicting-ids"
-            self.effects.awaiting(await self.dead_letters.send(message, reason, error_type))
+            letter = await self.dead_letters.send(message, str(error), "conflicting-ids")
+            self.effects.awaiting(letter)
             return
         except Exception as error:
             # A bug, or a state this version cannot read: the learner's other events, and
