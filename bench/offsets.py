@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 Offsets = dict[TopicPartition, int]
 
@@ -39,7 +40,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def committed(admin: AIOKafkaAdminClient, group: str) -> Offsets:
-    found = await admin.list_consumer_group_offsets(group)
+    """The group's committed offsets; none while the broker has no coordinator for it yet
+    (a fresh broker creates ``__consumer_offsets`` at the first group's first request)."""
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    except GroupCoordinatorNotAvailableError:
+        return {}
     return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
 
